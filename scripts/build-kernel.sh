@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Build the kernel for a flavor (test: debug kernel; perf: no debug options)
+# in the cache, keyed by kernel version, patch series, config fragments and
+# toolchain.  An unchanged key does nothing; a changed one rebuilds
+# incrementally in the same output tree.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+flavor=${1:-test}
+case $flavor in
+test) frags=("$REPO/kconfig/base.config" "$REPO/kconfig/debug.config") ;;
+perf) frags=("$REPO/kconfig/base.config" "$REPO/kconfig/perf.config") ;;
+*) die "unknown flavor '$flavor' (test or perf)" ;;
+esac
+
+tarball=$(KERNEL_DEB_VERSION=$KERNEL_DEB_VERSION "$REPO/scripts/fetch-kernel.sh" "$CACHE")
+version=$(cat "$CACHE/src/version")
+# Debian versions carry ~ and +, which have no place in a kbuild path.
+srcname=linux-$(tr -c 'A-Za-z0-9.\n-' _ <<<"$version")
+pristine=$CACHE/$srcname-pristine
+src=$CACHE/$srcname
+out=$(kbuild_dir "$flavor")
+
+series=()
+while read -r p; do
+	p=${p%%#*}
+	[ -n "${p// /}" ] && series+=("$REPO/patches/$p")
+done <"$REPO/patches/series"
+
+toolchain=$({ /usr/bin/rustc --version; clang-19 --version | head -n 1; "$TOOLS/bin/bindgen" --version; })
+patches_key=$({ echo "$version"; cat "${series[@]}"; } | sha256sum | cut -c1-16)
+key=$({ echo "$patches_key"; cat "${frags[@]}"; echo "$toolchain"; } | sha256sum | cut -c1-16)
+
+if [ -f "$out/.vfio-dmabuf-key" ] && [ "$(cat "$out/.vfio-dmabuf-key")" = "$key" ] &&
+	[ -f "$out/arch/x86/boot/bzImage" ]; then
+	note "kernel ($flavor) is up to date: $out ($key)"
+	exit 0
+fi
+
+start=$(date +%s)
+
+if [ ! -f "$pristine/.unpacked" ]; then
+	note "unpacking $tarball"
+	rm -rf "$pristine"
+	mkdir -p "$pristine"
+	tar -xJf "$tarball" -C "$pristine" --strip-components=1
+	touch "$pristine/.unpacked"
+fi
+
+# The working tree: the pristine one plus our series.  Restoring a file
+# gives it the pristine (old) time stamp, so every file rsync changes is
+# touched again, or make would keep objects built from a patched version.
+if [ ! -f "$src/.patches-key" ] || [ "$(cat "$src/.patches-key")" != "$patches_key" ]; then
+	note "applying patches/ to $src"
+	mkdir -p "$src"
+	rm -f "$src/.patches-key"
+	rsync -a --delete --exclude=/.patches-key --out-format='%n' "$pristine/" "$src/" |
+		(cd "$src" && grep -v '/$' | xargs -r -d '\n' touch -c --)
+	for p in "${series[@]}"; do
+		echo "    ${p##*/}" >&2
+		patch -d "$src" -p1 --batch --forward --no-backup-if-mismatch -s <"$p" ||
+			die "patch ${p##*/} does not apply to linux $version"
+	done
+	echo "$patches_key" >"$src/.patches-key"
+fi
+
+# Configure: tinyconfig, our fragments, olddefconfig.  The .config is only
+# replaced when it changes, so an unchanged config rebuilds nothing.
+mkdir -p "$out"
+cfg=$(mktemp -d)
+trap 'rm -rf "$cfg"' EXIT
+make -s -C "$src" O="$cfg" "${KMAKE_ARGS[@]}" tinyconfig >/dev/null
+"$src/scripts/kconfig/merge_config.sh" -m -O "$cfg" "$cfg/.config" "${frags[@]}" >/dev/null
+make -s -C "$src" O="$cfg" "${KMAKE_ARGS[@]}" olddefconfig >/dev/null
+missing=0
+while IFS= read -r line; do
+	case $line in
+	CONFIG_*=*) grep -qxF "$line" "$cfg/.config" || { echo "    not set: $line" >&2; missing=1; } ;;
+	"# CONFIG_"*" is not set") opt=${line#\# }; opt=${opt%% *}
+		grep -q "^$opt=" "$cfg/.config" && { echo "    still set: $opt" >&2; missing=1; } ;;
+	esac
+done < <(cat "${frags[@]}")
+[ $missing = 0 ] || die "the config fragments ask for options Kconfig did not grant (above)"
+if ! cmp -s "$cfg/.config" "$out/.config"; then
+	cp "$cfg/.config" "$out/.config"
+fi
+
+note "building linux $version ($flavor) in $out with -j$JOBS"
+make -C "$src" O="$out" "${KMAKE_ARGS[@]}" -j"$JOBS" olddefconfig >/dev/null
+make -C "$src" O="$out" "${KMAKE_ARGS[@]}" -j"$JOBS" bzImage modules 2>&1 |
+	grep -vE '^\s+(CC|LD|AR|AS|RUSTC|BINDGEN|EXPORTS|HOSTCC|HOSTLD|GEN|CALL|UPD|SYNC|VDSO|OBJCOPY|RELOCS|MODPOST|MKELF|POLICY|TEST|CHKSHA1|SYSHDR|SYSTBL|WRAP|HYPERCALLS|CPUSTR|DESCEND|INSTALL|LDS|MKCAP|ZOFFSET|VOFFSET|KSYMS|SORTTAB|MKPIGGY|BUILD|CERT|ASN\.1|HDRINST|RUSTDOC|RSCPP|CC \[M\]|LD \[M\]|RUSTC \[M\]|KSYMS|STRIP|AR \[M\]|ZSTD|GZIP|XZ|COPY|SIGN|BTF|PAHOLE|RUSTC L|RUSTC P|RUSTFMT|DEPMOD|MK[A-Z]*) ' || true
+[ "${PIPESTATUS[0]}" = 0 ] || die "kernel build failed"
+# Not all of these go through PIPESTATUS in every bash; check the result.
+[ -f "$out/arch/x86/boot/bzImage" ] || die "kernel build produced no bzImage"
+
+echo "$key" >"$out/.vfio-dmabuf-key"
+echo "$version" >"$out/.vfio-dmabuf-version"
+note "kernel ($flavor) built in $(($(date +%s) - start)) s"

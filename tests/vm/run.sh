@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Boot the project's kernel under virtme-ng with the test devices, run a
+# command in the guest, and judge the run: the command's status, and a
+# kernel log free of WARN, BUG, KASAN, lockdep, UBSAN and kmemleak reports.
+#
+#   tests/vm/run.sh [--flavor test|perf] [--timeout SECONDS] [--out DIR]
+#                   [--membar SIZE] -- COMMAND [ARG...]
+#
+# COMMAND runs as root in the guest, in the repository, with VM_OUT set to a
+# directory shared with the host (--out).  Exit status: COMMAND's, or 124 on
+# timeout, or 3 when the kernel log holds a report.
+set -euo pipefail
+. "$(dirname "$0")/../../scripts/lib.sh"
+
+flavor=test
+timeout_s=900
+out=
+membar=16G
+while [ $# -gt 0 ]; do
+	case $1 in
+	--flavor) flavor=$2; shift 2 ;;
+	--timeout) timeout_s=$2; shift 2 ;;
+	--out) out=$2; shift 2 ;;
+	--membar) membar=$2; shift 2 ;;
+	--) shift; break ;;
+	*) die "unknown option $1" ;;
+	esac
+done
+[ $# -gt 0 ] || die "usage: run.sh [options] -- COMMAND"
+
+kdir=$(kbuild_dir "$flavor")
+kernel=$kdir/arch/x86/boot/bzImage
+[ -f "$kernel" ] || die "no $flavor kernel at $kernel: run 'make kernel' first"
+out=${out:-$(mktemp -d /tmp/vfio-dmabuf-vm.XXXXXX)}
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+rm -f "$out"/{rc,dmesg.txt,kmemleak.txt,console.log}
+
+# The ivshmem-plain BAR: 1 GiB, mapped privately from a file holding the
+# known pattern, so the guest's writes never reach the file.
+pattern=$CACHE/ivshmem-1G.pattern
+if [ ! -s "$pattern" ]; then
+	note "writing the ivshmem pattern file ($pattern)"
+	python3 "$REPO/tests/vm/ivshmem_pattern.py" "$pattern" $((1 << 30))
+fi
+
+# edu and ivshmem sit behind PCIe root ports, so that they can be unplugged.
+qemu_opts=(
+	-machine q35
+	-device pcie-root-port,id=rp_edu,chassis=1,slot=1
+	-device edu,bus=rp_edu
+	-device pcie-root-port,id=rp_ivshmem,chassis=2,slot=2
+	-object "memory-backend-file,id=ivshmem_mem,share=off,mem-path=$pattern,size=1G"
+	-device ivshmem-plain,memdev=ivshmem_mem,bus=rp_ivshmem
+	-device "pci-testdev,membar=$membar"
+)
+
+# KVM only when it is seen to boot this kernel on this machine; the verdict
+# is kept for the machine's current boot.
+accel=(--disable-kvm)
+if [ -r /dev/kvm ] && [ -w /dev/kvm ] && [ "${VFIO_DMABUF_TCG:-}" != 1 ]; then
+	probe=$CACHE/kvm-probe.$(cat /proc/sys/kernel/random/boot_id)
+	if [ ! -f "$probe" ]; then
+		note "probing KVM"
+		if timeout -k 5 60 "$VENV/bin/vng" --run "$kernel" --disable-microvm \
+			--cpus 2 --memory 1G --append root=/dev/root \
+			--exec true </dev/null >/dev/null 2>&1; then
+			echo kvm >"$probe"
+		else
+			echo tcg >"$probe"
+		fi
+	fi
+	[ "$(cat "$probe")" = kvm ] && accel=()
+fi
+echo "${accel[*]:-kvm}" | sed 's/--disable-kvm/tcg/' >"$out/accel"
+
+note "booting $flavor kernel ($(cat "$out/accel")): $*"
+start=$(date +%s)
+set +e
+VM_OUT=$out timeout -k 10 "$timeout_s" "$VENV/bin/vng" --run "$kernel" \
+	"${accel[@]}" --disable-microvm --cpus 2 --memory 2G --verbose \
+	--append root=/dev/root --append oops=panic --append panic=-1 \
+	--append kmemleak=on \
+	--rwdir="$out" --cwd "$REPO" --qemu-opts="${qemu_opts[*]}" \
+	--exec "VM_OUT=$out KDIR=$kdir $REPO/tests/vm/guest/wrap.sh $(printf '%q ' "$@")" \
+	</dev/null >"$out/console.log" 2>&1
+vng_rc=$?
+set -e
+echo "$(($(date +%s) - start))" >"$out/seconds"
+
+rc=$vng_rc
+[ -f "$out/rc" ] && rc=$(cat "$out/rc")
+if [ $vng_rc = 124 ] || [ $vng_rc = 137 ]; then
+	echo "run.sh: the guest did not finish in ${timeout_s}s (console: $out/console.log)" >&2
+	rc=124
+elif [ ! -f "$out/rc" ]; then
+	echo "run.sh: the guest ended without a status (vng exit $vng_rc; console: $out/console.log)" >&2
+	[ "$rc" = 0 ] && rc=1
+fi
+
+if ! python3 "$REPO/tests/vm/check_log.py" "$out/console.log" "$out/dmesg.txt" "$out/kmemleak.txt"; then
+	[ "$rc" = 0 ] && rc=3
+fi
+exit "$rc"
