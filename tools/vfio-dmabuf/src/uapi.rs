@@ -1,0 +1,156 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The vfio_dmabuf uAPI: the structures and constants bindgen generates from
+//! `include/uapi/linux/vfio_dmabuf.h` (see `build.rs`), and the ioctl
+//! request numbers, computed here as `<asm-generic/ioctl.h>` does.
+
+// `allow`, not `expect`: which of these fire depends on what the header
+// holds and what the tool uses of it so far.
+#[allow(
+    dead_code,
+    non_camel_case_types,
+    non_upper_case_globals,
+    clippy::all,
+    reason = "generated from the C header by bindgen"
+)]
+mod generated {
+    include!(concat!(env!("OUT_DIR"), "/uapi.rs"));
+}
+
+pub(crate) use generated::*;
+
+use core::mem::size_of;
+
+// The encoding of `<asm-generic/ioctl.h>`, which x86, arm64 and riscv use.
+const IOC_NRBITS: u32 = 8;
+const IOC_TYPEBITS: u32 = 8;
+const IOC_SIZEBITS: u32 = 14;
+const IOC_NRSHIFT: u32 = 0;
+const IOC_TYPESHIFT: u32 = IOC_NRSHIFT + IOC_NRBITS;
+const IOC_SIZESHIFT: u32 = IOC_TYPESHIFT + IOC_TYPEBITS;
+const IOC_DIRSHIFT: u32 = IOC_SIZESHIFT + IOC_SIZEBITS;
+const IOC_WRITE: u32 = 1;
+const IOC_READ: u32 = 2;
+
+/// `_IOC(dir, ty, nr, size)`. Fails the build (in a `const`) when a field
+/// does not fit, as `_IOC_TYPECHECK` does for the size.
+const fn ioc(dir: u32, ty: u32, nr: u32, size: usize) -> u32 {
+    assert!(ty < 1 << IOC_TYPEBITS && nr < 1 << IOC_NRBITS);
+    assert!(size < 1 << IOC_SIZEBITS);
+    (dir << IOC_DIRSHIFT)
+        | (ty << IOC_TYPESHIFT)
+        | (nr << IOC_NRSHIFT)
+        | ((size as u32) << IOC_SIZESHIFT)
+}
+
+/// `VFIO_DMABUF_INFO`: `_IOWR(VFIO_DMABUF_TYPE, 0x00, struct vfio_dmabuf_info)`.
+pub(crate) const VFIO_DMABUF_INFO: u32 = ioc(
+    IOC_READ | IOC_WRITE,
+    VFIO_DMABUF_TYPE,
+    0x00,
+    size_of::<vfio_dmabuf_info>(),
+);
+
+/// `VFIO_DMABUF_EXPORT`: `_IOW(VFIO_DMABUF_TYPE, 0x01, struct vfio_dmabuf_export)`.
+#[cfg_attr(
+    not(test),
+    expect(dead_code, reason = "the export subcommand is not written yet")
+)]
+pub(crate) const VFIO_DMABUF_EXPORT: u32 = ioc(
+    IOC_WRITE,
+    VFIO_DMABUF_TYPE,
+    0x01,
+    size_of::<vfio_dmabuf_export>(),
+);
+
+/// `VFIO_DMABUF_REVOKE`: `_IOW(VFIO_DMABUF_TYPE, 0x02, struct vfio_dmabuf_revoke)`.
+#[cfg_attr(
+    not(test),
+    expect(dead_code, reason = "the revoke subcommand is not written yet")
+)]
+pub(crate) const VFIO_DMABUF_REVOKE: u32 = ioc(
+    IOC_WRITE,
+    VFIO_DMABUF_TYPE,
+    0x02,
+    size_of::<vfio_dmabuf_revoke>(),
+);
+
+/// `VFIO_DMABUF_RESTORE`: `_IOW(VFIO_DMABUF_TYPE, 0x03, struct vfio_dmabuf_revoke)`.
+#[cfg_attr(
+    not(test),
+    expect(dead_code, reason = "the restore subcommand is not written yet")
+)]
+pub(crate) const VFIO_DMABUF_RESTORE: u32 = ioc(
+    IOC_WRITE,
+    VFIO_DMABUF_TYPE,
+    0x03,
+    size_of::<vfio_dmabuf_revoke>(),
+);
+
+/// The size of a structure as its `argsz` field states it.
+pub(crate) const fn argsz<T>() -> u32 {
+    let size = size_of::<T>();
+    assert!(size <= u32::MAX as usize);
+    size as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::offset_of;
+
+    /// The numbers the C compiler computes from the header's macros.
+    #[cfg(ioctls_from_c)]
+    mod from_c {
+        include!(concat!(env!("OUT_DIR"), "/ioctls_from_c.rs"));
+    }
+
+    #[test]
+    #[cfg(ioctls_from_c)]
+    fn ioctl_numbers_match_c() {
+        assert_eq!(VFIO_DMABUF_INFO, from_c::VFIO_DMABUF_INFO);
+        assert_eq!(VFIO_DMABUF_EXPORT, from_c::VFIO_DMABUF_EXPORT);
+        assert_eq!(VFIO_DMABUF_REVOKE, from_c::VFIO_DMABUF_REVOKE);
+        assert_eq!(VFIO_DMABUF_RESTORE, from_c::VFIO_DMABUF_RESTORE);
+    }
+
+    /// The numbers derived by hand from the layout, as a check on both.
+    #[test]
+    fn ioctl_numbers() {
+        assert_eq!(VFIO_DMABUF_INFO, 0xc070_db00);
+        assert_eq!(VFIO_DMABUF_EXPORT, 0x4018_db01);
+        assert_eq!(VFIO_DMABUF_REVOKE, 0x4010_db02);
+        assert_eq!(VFIO_DMABUF_RESTORE, 0x4010_db03);
+    }
+
+    /// The ABI as tests/uapi/layout.c pins it; bindgen's own layout checks
+    /// are compile-time assertions in the generated code.
+    #[test]
+    fn layout() {
+        assert_eq!(size_of::<vfio_dmabuf_bar_info>(), 16);
+        assert_eq!(offset_of!(vfio_dmabuf_bar_info, size), 8);
+        assert_eq!(size_of::<vfio_dmabuf_info>(), 112);
+        assert_eq!(offset_of!(vfio_dmabuf_info, bars), 16);
+        assert_eq!(size_of::<vfio_dmabuf_range>(), 16);
+        assert_eq!(size_of::<vfio_dmabuf_export>(), 24);
+        assert_eq!(offset_of!(vfio_dmabuf_export, nr_ranges), 16);
+        assert_eq!(offset_of!(vfio_dmabuf_export, ranges), 24);
+        assert_eq!(size_of::<vfio_dmabuf_revoke>(), 16);
+        assert_eq!(argsz::<vfio_dmabuf_info>(), 112);
+    }
+
+    #[test]
+    fn constants() {
+        assert_eq!(VFIO_DMABUF_NUM_BARS, 6);
+        assert_eq!(VFIO_DMABUF_MAX_RANGES, 256);
+        assert_eq!(VFIO_DMABUF_TYPE, 0xdb);
+        let bits = [
+            VFIO_DMABUF_BAR_MEM,
+            VFIO_DMABUF_BAR_IO,
+            VFIO_DMABUF_BAR_64,
+            VFIO_DMABUF_BAR_PREFETCH,
+            VFIO_DMABUF_BAR_ABSENT,
+        ];
+        assert_eq!(bits, [1, 2, 4, 8, 16]);
+    }
+}
