@@ -4,7 +4,8 @@
  * offsets and ioctl numbers. A change here is a change of the ABI.
  *
  * Built by check.sh as C90, C11 and C++ (98 and 17), 64-bit and 32-bit, so
- * it uses nothing newer than C90 unless the language level provides it.
+ * it uses nothing newer than C90 unless the language level provides it: not
+ * even a // comment, the SPDX line included.
  */
 #include <stddef.h>
 #include <linux/vfio_dmabuf.h>

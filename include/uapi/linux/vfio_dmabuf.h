@@ -63,9 +63,9 @@
  * While not live, dma_buf_get_pfn() and new attachments fail with
  * ``ENODEV``. Importers that cannot be told to drop their mappings are
  * refused at attach time. An exported dma-buf file outlives the device: once
- * the device is gone it stays a valid file descriptor whose operations fail
- * with ``ENODEV``, and so do the ioctls on a character device file that is
- * still open.
+ * the device is gone it stays a valid file, on which every page frame query
+ * and attachment fails with ``ENODEV``; so do the ioctls on a character
+ * device file that is still open.
  */
 
 /*
@@ -84,8 +84,8 @@
 /**
  * struct vfio_dmabuf_bar_info - one BAR of the function
  * @index: BAR number, 0 to %VFIO_DMABUF_NUM_BARS - 1; equal to the position
- *	of this entry in &vfio_dmabuf_info.bars, and the @region_index to pass
- *	to %VFIO_DMABUF_EXPORT
+ *	of this entry in &vfio_dmabuf_info.bars, and the
+ *	&vfio_dmabuf_export.region_index that selects this BAR
  * @flags: the kind of BAR, a combination of the %VFIO_DMABUF_BAR_* bits
  * @size: size of the BAR in bytes (a power of two), 0 when absent
  *
