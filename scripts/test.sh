@@ -23,6 +23,11 @@ if [ "$p" = 0 ] && [ "$f" = 0 ]; then
 fi
 count "$p" "$f"
 
+note "uAPI header (C and C++, standalone)"
+"$REPO/tests/uapi/check.sh" 2>&1 | tee "$out/uapi.log"
+read -r p f < <(awk '/^[0-9]+ passed, [0-9]+ failed/ { print $1, $3 }' "$out/uapi.log" | tail -n 1)
+count "${p:-0}" "${f:-1}"
+
 note "kernel"
 t0=$(date +%s)
 if ! "$REPO/scripts/build-kernel.sh" test; then

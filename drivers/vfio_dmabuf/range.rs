@@ -54,7 +54,7 @@ pub(crate) enum RequestError {
     /// `offset + length` of a range, or the sum of all lengths, overflows
     /// (`EOVERFLOW`).
     Overflow,
-    /// A range that ends past the end of the BAR (`ERANGE`).
+    /// A range that ends past the end of the BAR (`EINVAL`, as in VFIO).
     OutsideBar,
 }
 

@@ -29,6 +29,8 @@ done
 [ $# -gt 0 ] || die "usage: run.sh [options] -- COMMAND"
 
 kdir=$(kbuild_dir "$flavor")
+# vng runs virtme-run from its own venv.
+export PATH=$VENV/bin:$PATH
 kernel=$kdir/arch/x86/boot/bzImage
 [ -f "$kernel" ] || die "no $flavor kernel at $kernel: run 'make kernel' first"
 out=${out:-$(mktemp -d /tmp/vfio-dmabuf-vm.XXXXXX)}

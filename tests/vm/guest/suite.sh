@@ -10,7 +10,7 @@ rc=0
 # its suites; each suite's KTAP is then in debugfs.
 kunit_modules=(
 	lib/kunit/kunit.ko
-	drivers/dma-buf/dmabuf_kunit.ko
+	drivers/dma-buf/st-dma-buf-pfn.ko
 )
 for m in "${kunit_modules[@]}"; do
 	if ! insmod "$KDIR/$m"; then

@@ -1,0 +1,43 @@
+#!/bin/bash
+# The guest half of `make demo`, narrated into $VM_OUT/demo.txt.
+set -u
+exec > >(tee "$VM_OUT/demo.txt") 2>&1
+step() { printf '\n== %s\n' "$*"; }
+fail=0
+
+step "kernel"
+uname -r
+grep -o 'KASAN\|PROVE_LOCKING' /proc/config.gz 2>/dev/null || true
+
+step "PCI devices (the VM's edu, ivshmem-plain and pci-testdev among them)"
+for d in /sys/bus/pci/devices/*; do
+	printf '%s %s:%s class %s' "${d##*/}" "$(cut -c3- "$d/vendor")" \
+		"$(cut -c3- "$d/device")" "$(cut -c3-6 "$d/class")"
+	i=0
+	while read -r start end flags; do
+		if [ "$start" != 0x0000000000000000 ] || [ "$end" != 0x0000000000000000 ]; then
+			size=$((end - start + 1))
+			kind=mem
+			[ $((flags & 0x100)) != 0 ] && kind=io
+			[ $((flags & 0x100000)) != 0 ] && kind="$kind,64"
+			[ $((flags & 0x2000)) != 0 ] && kind="$kind,pref"
+			printf '  BAR%d %s %s' "$i" "$(numfmt --to=iec "$size")" "$kind"
+		fi
+		i=$((i + 1))
+		[ $i = 6 ] && break
+	done <"$d/resource"
+	echo
+done
+
+step "KUnit: the dma-buf page frame interface"
+insmod "$KDIR/lib/kunit/kunit.ko" || fail=1
+insmod "$KDIR/drivers/dma-buf/st-dma-buf-pfn.ko" || fail=1
+results=/sys/kernel/debug/kunit/dma-buf-pfn/results
+if [ -f $results ]; then
+	grep -E '^\s*(not )?ok ' $results
+	grep -q '^not ok' $results && fail=1
+else
+	echo "no results for dma-buf-pfn"
+	fail=1
+fi
+exit $fail
