@@ -47,20 +47,35 @@ if [ ! -f "$pristine/.unpacked" ]; then
 	touch "$pristine/.unpacked"
 fi
 
-# The working tree: the pristine one plus our series.  Restoring a file
-# gives it the pristine (old) time stamp, so every file rsync changes is
-# touched again, or make would keep objects built from a patched version.
+# The working tree: the pristine one plus our series.  To change the
+# series, only the files the previous one touched are put back (with a new
+# time stamp, so make rebuilds what depends on them) and the new series is
+# applied: everything else keeps its time stamps and its objects.
+patched_files() {
+	sed -n -e 's|^--- a/||p' -e 's|^+++ b/||p' "$@" | sed 's/[[:space:]].*//' | sort -u
+}
 if [ ! -f "$src/.patches-key" ] || [ "$(cat "$src/.patches-key")" != "$patches_key" ]; then
 	note "applying patches/ to $src"
-	mkdir -p "$src"
-	rm -f "$src/.patches-key"
-	rsync -a --delete --exclude=/.patches-key --out-format='%n' "$pristine/" "$src/" |
-		(cd "$src" && grep -v '/$' | xargs -r -d '\n' touch -c --)
+	if [ -f "$src/.patched-files" ]; then
+		while read -r f; do
+			if [ -f "$pristine/$f" ]; then
+				cp "$pristine/$f" "$src/$f"
+			else
+				rm -f "$src/$f"
+			fi
+		done <"$src/.patched-files"
+	else
+		# A new working tree: objects built from another one are stale.
+		rm -rf "$src" "$out"
+		cp -a "$pristine" "$src"
+	fi
+	rm -f "$src/.patches-key" "$src/.patched-files"
 	for p in "${series[@]}"; do
 		echo "    ${p##*/}" >&2
 		patch -d "$src" -p1 --batch --forward --no-backup-if-mismatch -s <"$p" ||
 			die "patch ${p##*/} does not apply to linux $version"
 	done
+	patched_files "${series[@]}" >"$src/.patched-files"
 	echo "$patches_key" >"$src/.patches-key"
 fi
 
