@@ -102,11 +102,13 @@ fi
 
 note "building linux $version ($flavor) in $out with -j$JOBS"
 make -C "$src" O="$out" "${KMAKE_ARGS[@]}" -j"$JOBS" olddefconfig >/dev/null
-make -C "$src" O="$out" "${KMAKE_ARGS[@]}" -j"$JOBS" bzImage modules 2>&1 |
-	grep -vE '^\s+(CC|LD|AR|AS|RUSTC|BINDGEN|EXPORTS|HOSTCC|HOSTLD|GEN|CALL|UPD|SYNC|VDSO|OBJCOPY|RELOCS|MODPOST|MKELF|POLICY|TEST|CHKSHA1|SYSHDR|SYSTBL|WRAP|HYPERCALLS|CPUSTR|DESCEND|INSTALL|LDS|MKCAP|ZOFFSET|VOFFSET|KSYMS|SORTTAB|MKPIGGY|BUILD|CERT|ASN\.1|HDRINST|RUSTDOC|RSCPP|CC \[M\]|LD \[M\]|RUSTC \[M\]|KSYMS|STRIP|AR \[M\]|ZSTD|GZIP|XZ|COPY|SIGN|BTF|PAHOLE|RUSTC L|RUSTC P|RUSTFMT|DEPMOD|MK[A-Z]*) ' || true
-[ "${PIPESTATUS[0]}" = 0 ] || die "kernel build failed"
-# Not all of these go through PIPESTATUS in every bash; check the result.
-[ -f "$out/arch/x86/boot/bzImage" ] || die "kernel build produced no bzImage"
+log=$out/.build.log
+rm -f "$out/.vfio-dmabuf-key"
+if ! make -C "$src" O="$out" "${KMAKE_ARGS[@]}" -j"$JOBS" bzImage modules >"$log" 2>&1; then
+	grep -E 'error|Error|warning:' "$log" | head -n 60 >&2
+	die "kernel build failed (full log: $log)"
+fi
+grep -E 'warning:' "$log" | head -n 20 >&2 || true
 
 echo "$key" >"$out/.vfio-dmabuf-key"
 echo "$version" >"$out/.vfio-dmabuf-version"

@@ -1,0 +1,108 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! One exported dma-buf: its pieces of a BAR, and whether importers may
+//! still reach them.
+
+use core::sync::atomic::{
+    AtomicU8,
+    Ordering, //
+};
+use kernel::{
+    dma_buf::{
+        AttachmentRef,
+        Exporter,
+        Pfn, //
+    },
+    prelude::*,
+    sync::ArcBorrow,
+};
+
+use crate::range::{
+    self,
+    Segment, //
+};
+
+/// The state of a BAR's exports (see the uAPI's "States of a BAR's exports").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum State {
+    /// Importers may attach and query page frames.
+    Live = 0,
+    /// Temporarily taken away, until restored.
+    Revoked = 1,
+    /// Taken away for good: the function was unbound or removed.
+    Gone = 2,
+}
+
+impl State {
+    pub(crate) fn from_u8(value: u8) -> Self {
+        match value {
+            0 => State::Live,
+            1 => State::Revoked,
+            _ => State::Gone,
+        }
+    }
+}
+
+/// The exporter's data of one dma-buf. It holds no reference to the bound
+/// device: it answers `ENODEV` once the device is gone, however long it lives.
+pub(crate) struct Buffer {
+    /// The BAR it was exported from.
+    pub(crate) bar: usize,
+    /// The buffer's pieces, in buffer page order.
+    segments: KVec<Segment>,
+    /// A [`State`], changed only with the buffer's reservation lock held.
+    state: AtomicU8,
+}
+
+impl Buffer {
+    pub(crate) fn new(bar: usize, segments: KVec<Segment>, state: State) -> Self {
+        Self {
+            bar,
+            segments,
+            state: AtomicU8::new(state as u8),
+        }
+    }
+
+    pub(crate) fn state(&self) -> State {
+        State::from_u8(self.state.load(Ordering::Relaxed))
+    }
+
+    /// Caller holds the buffer's reservation lock (the guard proves it at the
+    /// call site, see `Function::set_state`).
+    pub(crate) fn set_state(&self, state: State) {
+        self.state.store(state as u8, Ordering::Relaxed);
+    }
+}
+
+#[vtable]
+impl Exporter for Buffer {
+    fn attach(this: ArcBorrow<'_, Self>, attachment: &AttachmentRef) -> Result {
+        // Device memory has no struct page; and an importer that cannot be told
+        // to drop its mappings could keep reaching the device after a revoke.
+        if !attachment.allows_peer2peer() || !attachment.is_revocable() {
+            return Err(EOPNOTSUPP);
+        }
+        // Not the real gate (get_pfn is, under the reservation lock), but an
+        // importer of a revoked buffer learns it at once.
+        if this.state() != State::Live {
+            return Err(ENODEV);
+        }
+        Ok(())
+    }
+
+    fn get_pfn(this: ArcBorrow<'_, Self>, _attachment: &AttachmentRef, pgoff: usize) -> Result<Pfn> {
+        if this.state() != State::Live {
+            return Err(ENODEV);
+        }
+        let pgoff = u64::try_from(pgoff)?;
+        // The core checked pgoff against the buffer's size, which is the sum of
+        // the segments.
+        let index = range::find(&this.segments, pgoff).ok_or(EINVAL)?;
+        let (pfn, max_order) = range::pfn_and_order(&this.segments[index], pgoff);
+        Ok(Pfn {
+            pfn: usize::try_from(pfn)?,
+            max_order,
+        })
+    }
+}

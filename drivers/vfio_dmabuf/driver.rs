@@ -1,0 +1,111 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The PCI driver: binds `edu` by ID and any other function through
+//! `driver_override`, claims its memory BARs without mapping them, describes
+//! them, and gives the function its character device,
+//! `/dev/vfio-dmabuf/<PCI address>` (root-only, as device nodes are by default).
+
+use kernel::{
+    device::Core,
+    miscdevice::MiscDeviceRegistration,
+    pci,
+    prelude::*,
+    str::CString,
+    sync::Arc,
+};
+
+use crate::{
+    function::{
+        BarDesc,
+        Function,
+        NUM_BARS, //
+    },
+    range::PAGE_SHIFT,
+    uapi,
+};
+
+pub(crate) struct VfioDmabufDriver;
+
+kernel::pci_device_table!(
+    PCI_TABLE,
+    <VfioDmabufDriver as pci::Driver>::IdInfo,
+    [(pci::DeviceId::from_id(pci::Vendor::QEMU, 0x11e8), ())]
+);
+
+/// A bound function. Fields drop in order: the character device goes first,
+/// so nothing new starts; the BAR claims are released once `unbind` has told
+/// every importer to let go; the shared state lives on in open files and
+/// buffers.
+pub(crate) struct Binding<'bound> {
+    _misc: Pin<KBox<MiscDeviceRegistration<Function>>>,
+    _regions: KVec<pci::Region<'bound>>,
+    function: Arc<Function>,
+}
+
+fn describe<'bound>(
+    pdev: &'bound pci::Device<kernel::device::Bound>,
+    regions: &mut KVec<pci::Region<'bound>>,
+) -> Result<[BarDesc; NUM_BARS]> {
+    let mut bars = [BarDesc::default(); NUM_BARS];
+    for (index, desc) in bars.iter_mut().enumerate() {
+        let bar = u32::try_from(index)?;
+        let flags = pdev.resource_flags(bar)?;
+        let size = pdev.resource_len(bar)?;
+        if flags.is_absent() || size == 0 {
+            desc.flags = uapi::BAR_ABSENT;
+        } else if flags.is_io() {
+            desc.flags = uapi::BAR_IO;
+            desc.size = size;
+        } else if flags.is_mem() {
+            desc.flags = uapi::BAR_MEM;
+            if flags.is_mem_64() {
+                desc.flags |= uapi::BAR_64;
+            }
+            if flags.is_prefetch() {
+                desc.flags |= uapi::BAR_PREFETCH;
+            }
+            desc.size = size;
+            desc.pfn = pdev.resource_start(bar)? >> PAGE_SHIFT;
+            regions.push(pdev.request_region(bar, c"vfio_dmabuf")?, GFP_KERNEL)?;
+        } else {
+            desc.flags = uapi::BAR_ABSENT;
+        }
+    }
+    Ok(bars)
+}
+
+impl pci::Driver for VfioDmabufDriver {
+    type IdInfo = ();
+    type Data<'bound> = Binding<'bound>;
+
+    const ID_TABLE: pci::IdTable<Self::IdInfo> = &PCI_TABLE;
+
+    fn probe<'bound>(
+        pdev: &'bound pci::Device<Core<'_>>,
+        _info: Option<&'bound Self::IdInfo>,
+    ) -> impl PinInit<Self::Data<'bound>, Error> + 'bound {
+        pdev.enable_device_mem()?;
+        let mut regions = KVec::new();
+        let bars = describe(pdev, &mut regions)?;
+        let function = Function::new(bars)?;
+        let address = pdev.as_ref().name();
+        let name = CString::try_from_fmt(fmt!("vfio-dmabuf-{address}"))?;
+        let nodename = CString::try_from_fmt(fmt!("vfio-dmabuf/{address}"))?;
+        let misc = KBox::pin_init(
+            MiscDeviceRegistration::register_with_names(name, Some(nodename), function.clone()),
+            GFP_KERNEL,
+        )?;
+        dev_info!(pdev, "exporting memory BARs through /dev/vfio-dmabuf/{address}\n");
+        Ok(Binding {
+            _misc: misc,
+            _regions: regions,
+            function,
+        })
+    }
+
+    fn unbind<'bound>(_pdev: &'bound pci::Device<Core<'_>>, this: Pin<&Self::Data<'bound>>) {
+        // Unbind, hot-unplug and module unload all come here: every importer
+        // lets go before the BAR claims are released.
+        this.function.remove();
+    }
+}

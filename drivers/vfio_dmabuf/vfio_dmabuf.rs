@@ -1,0 +1,20 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! vfio_dmabuf: slices of a PCI function's memory BARs as dma-bufs that carry
+//! page frames only, exported through a VFIO-style ioctl interface
+//! (`include/uapi/linux/vfio_dmabuf.h`).
+
+mod buffer;
+mod driver;
+mod function;
+mod range;
+mod uapi;
+
+kernel::module_pci_driver! {
+    type: driver::VfioDmabufDriver,
+    name: "vfio_dmabuf",
+    authors: ["vfio-dmabuf developers"],
+    description: "PCI BARs as page-frame-only dma-bufs",
+    license: "GPL",
+    imports_ns: ["DMA_BUF"],
+}

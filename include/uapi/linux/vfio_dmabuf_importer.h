@@ -1,0 +1,158 @@
+/* SPDX-License-Identifier: GPL-2.0 WITH Linux-syscall-note */
+/*
+ * vfio_dmabuf_importer: a test importer of page-frame-only dma-bufs. It
+ * attaches dynamically without a device, walks a buffer with
+ * dma_buf_get_pfn_unlocked(), keeps the table it built and drops it when the
+ * exporter invalidates the attachment.
+ */
+#ifndef _UAPI_LINUX_VFIO_DMABUF_IMPORTER_H
+#define _UAPI_LINUX_VFIO_DMABUF_IMPORTER_H
+
+#include <linux/ioctl.h>
+#include <linux/types.h>
+
+/**
+ * DOC: vfio_dmabuf_importer uAPI
+ *
+ * The module creates ``/dev/vfio-dmabuf-importer``. Each open file imports
+ * at most one dma-buf at a time; closing the file detaches it. The ioctls
+ * share the exporter's magic (0xDB) with sequence numbers 0x10-0x1F. Every
+ * argument begins with ``argsz`` and ``flags``, with the exporter's rules:
+ * ``EINVAL`` for a short ``argsz``, unknown flags or non-zero reserved
+ * fields, ``E2BIG`` for non-zero bytes past the structure.
+ */
+
+/**
+ * struct vfio_dmabuf_imp_import - argument of %VFIO_DMABUF_IMP_IMPORT
+ * @argsz: sizeof(struct vfio_dmabuf_imp_import)
+ * @flags: must be 0
+ * @fd: the dma-buf to import
+ * @__reserved: must be 0
+ * @size: set by the kernel: the buffer's size in bytes
+ */
+struct vfio_dmabuf_imp_import {
+	__u32 argsz;
+	__u32 flags;
+	__s32 fd;
+	__u32 __reserved;
+	__u64 size;
+};
+
+/**
+ * VFIO_DMABUF_IMP_IMPORT - _IOWR(0xDB, 0x10, struct vfio_dmabuf_imp_import)
+ *
+ * Attach to the dma-buf @fd, dropping any previous import of this file.
+ *
+ * Return: 0; -EBADF if @fd is not open; -EINVAL if it is not a dma-buf, or
+ * one of a mappable (scatterlist) exporter; -ENODEV if the exporter's memory
+ * is not live; -EOPNOTSUPP if the exporter refuses the importer.
+ */
+#define VFIO_DMABUF_IMP_IMPORT	_IOWR(0xDB, 0x10, struct vfio_dmabuf_imp_import)
+
+/**
+ * struct vfio_dmabuf_imp_segment - one entry of the importer's table
+ * @pgoff: first buffer page of the block
+ * @pfn: page frame behind @pgoff
+ * @order: the block is 2^@order pages, aligned to that size in both the
+ *	buffer and the page frames
+ * @__reserved: 0
+ */
+struct vfio_dmabuf_imp_segment {
+	__u64 pgoff;
+	__u64 pfn;
+	__u32 order;
+	__u32 __reserved;
+};
+
+/* Walk page by page, ignoring max_order (what an order-0 exporter forces). */
+#define VFIO_DMABUF_IMP_WALK_PAGES	(1U << 0)
+
+/**
+ * struct vfio_dmabuf_imp_walk - argument of %VFIO_DMABUF_IMP_WALK
+ * @argsz: sizeof(struct vfio_dmabuf_imp_walk)
+ * @flags: 0 or %VFIO_DMABUF_IMP_WALK_PAGES
+ * @nr_segments: in: room at @segments; out: entries in the table (may be
+ *	more than the room, of which the first are written)
+ * @__reserved: must be 0
+ * @segments: user address of an array of &struct vfio_dmabuf_imp_segment,
+ *	or 0
+ * @calls: set by the kernel: dma_buf_get_pfn_unlocked() calls made
+ * @nanoseconds: set by the kernel: time the walk took
+ */
+struct vfio_dmabuf_imp_walk {
+	__u32 argsz;
+	__u32 flags;
+	__u32 nr_segments;
+	__u32 __reserved;
+	__u64 segments;
+	__u64 calls;
+	__u64 nanoseconds;
+};
+
+/**
+ * VFIO_DMABUF_IMP_WALK - _IOWR(0xDB, 0x11, struct vfio_dmabuf_imp_walk)
+ *
+ * Build the table of the imported buffer from scratch, by one
+ * dma_buf_get_pfn_unlocked() call per block (stepping by 2^max_order pages)
+ * or per page, and keep it until the exporter invalidates the attachment.
+ *
+ * Return: 0; -ENOENT if nothing is imported; -EAGAIN if the exporter
+ * invalidated the attachment during the walk; the exporter's error (-ENODEV
+ * while revoked or gone); -EFAULT.
+ */
+#define VFIO_DMABUF_IMP_WALK	_IOWR(0xDB, 0x11, struct vfio_dmabuf_imp_walk)
+
+/**
+ * struct vfio_dmabuf_imp_pfn - argument of %VFIO_DMABUF_IMP_GET_PFN
+ * @argsz: sizeof(struct vfio_dmabuf_imp_pfn)
+ * @flags: must be 0
+ * @pgoff: in: the buffer page
+ * @pfn: set by the kernel
+ * @order: set by the kernel: max_order
+ * @__reserved: 0
+ */
+struct vfio_dmabuf_imp_pfn {
+	__u32 argsz;
+	__u32 flags;
+	__u64 pgoff;
+	__u64 pfn;
+	__u32 order;
+	__u32 __reserved;
+};
+
+/**
+ * VFIO_DMABUF_IMP_GET_PFN - _IOWR(0xDB, 0x12, struct vfio_dmabuf_imp_pfn)
+ *
+ * One dma_buf_get_pfn_unlocked() call.
+ *
+ * Return: 0; -ENOENT if nothing is imported; -ERANGE past the end of the
+ * buffer; the exporter's error.
+ */
+#define VFIO_DMABUF_IMP_GET_PFN	_IOWR(0xDB, 0x12, struct vfio_dmabuf_imp_pfn)
+
+/**
+ * struct vfio_dmabuf_imp_counters - argument of %VFIO_DMABUF_IMP_COUNTERS
+ * @argsz: sizeof(struct vfio_dmabuf_imp_counters)
+ * @flags: must be 0
+ * @walks: walks completed since the import
+ * @calls: dma_buf_get_pfn_unlocked() calls since the import
+ * @invalidations: invalidate_mappings callbacks since the import
+ * @table_segments: entries in the table now (0 after an invalidation)
+ */
+struct vfio_dmabuf_imp_counters {
+	__u32 argsz;
+	__u32 flags;
+	__u64 walks;
+	__u64 calls;
+	__u64 invalidations;
+	__u64 table_segments;
+};
+
+/**
+ * VFIO_DMABUF_IMP_COUNTERS - _IOWR(0xDB, 0x13, struct vfio_dmabuf_imp_counters)
+ *
+ * Return: 0; -ENOENT if nothing is imported.
+ */
+#define VFIO_DMABUF_IMP_COUNTERS _IOWR(0xDB, 0x13, struct vfio_dmabuf_imp_counters)
+
+#endif /* _UAPI_LINUX_VFIO_DMABUF_IMPORTER_H */
