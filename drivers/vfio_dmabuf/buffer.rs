@@ -4,7 +4,7 @@
 //! still reach them.
 
 use core::sync::atomic::{
-    AtomicU8,
+    AtomicU8, //
     Ordering, //
 };
 use kernel::{
@@ -14,11 +14,11 @@ use kernel::{
         Pfn, //
     },
     prelude::*,
-    sync::ArcBorrow,
+    sync::ArcBorrow, //
 };
 
 use crate::range::{
-    self,
+    self,    //
     Segment, //
 };
 
@@ -91,7 +91,11 @@ impl Exporter for Buffer {
         Ok(())
     }
 
-    fn get_pfn(this: ArcBorrow<'_, Self>, _attachment: &AttachmentRef, pgoff: usize) -> Result<Pfn> {
+    fn get_pfn(
+        this: ArcBorrow<'_, Self>,
+        _attachment: &AttachmentRef,
+        pgoff: usize,
+    ) -> Result<Pfn> {
         if this.state() != State::Live {
             return Err(ENODEV);
         }

@@ -11,7 +11,7 @@ use kernel::{
     pci,
     prelude::*,
     str::CString,
-    sync::Arc,
+    sync::Arc, //
 };
 
 use crate::{
@@ -21,7 +21,7 @@ use crate::{
         NUM_BARS, //
     },
     range::PAGE_SHIFT,
-    uapi,
+    uapi, //
 };
 
 pub(crate) struct VfioDmabufDriver;
@@ -95,12 +95,22 @@ impl pci::Driver for VfioDmabufDriver {
             MiscDeviceRegistration::register_with_names(name, Some(nodename), function.clone()),
             GFP_KERNEL,
         )?;
-        dev_info!(pdev, "exporting memory BARs through /dev/vfio-dmabuf/{address}\n");
+        dev_info!(
+            pdev,
+            "exporting memory BARs through /dev/vfio-dmabuf/{address}\n"
+        );
         Ok(Binding {
             _misc: misc,
             _regions: regions,
             function,
         })
+    }
+
+    fn reset_prepare<'bound>(_pdev: &'bound pci::Device<Core<'_>>, this: Pin<&Self::Data<'bound>>) {
+        // The BARs stop answering during the reset: importers let go first.
+        // Exports stay revoked until user space restores them, knowing what
+        // the reset did to the device's memory.
+        this.function.revoke_all();
     }
 
     fn unbind<'bound>(_pdev: &'bound pci::Device<Core<'_>>, this: Pin<&Self::Data<'bound>>) {

@@ -6,7 +6,7 @@
 
 use core::sync::atomic::{
     AtomicBool,
-    AtomicU8,
+    AtomicU8, //
     Ordering, //
 };
 use kernel::{
@@ -38,7 +38,7 @@ use crate::{
         Segment,
         PAGE_SHIFT, //
     },
-    uapi,
+    uapi, //
 };
 
 /// Number of standard BARs of a PCI function.
@@ -136,13 +136,22 @@ impl Function {
 
     /// The function is unbound or removed: every export is gone for good.
     pub(crate) fn remove(&self) {
+        self.set_all(State::Gone);
+        self.gone.store(true, Ordering::Relaxed);
+    }
+
+    /// The function is about to be reset: every export is revoked.
+    pub(crate) fn revoke_all(&self) {
+        self.set_all(State::Revoked);
+    }
+
+    fn set_all(&self, state: State) {
         for bar in 0..NUM_BARS {
             if self.bars[bar].flags & uapi::BAR_MEM != 0 {
-                // Cannot fail for a memory BAR while not yet gone.
-                let _ = self.set_state(bar, State::Gone);
+                // Fails only once the BAR is gone, which is then final.
+                let _ = self.set_state(bar, state);
             }
         }
-        self.gone.store(true, Ordering::Relaxed);
     }
 
     /// Exports `ranges` of `bar` as a new dma-buf and returns its fd.

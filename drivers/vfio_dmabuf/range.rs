@@ -113,9 +113,7 @@ pub(crate) fn layout(
         };
         total = total.checked_add(pages).ok_or(RequestError::Overflow)?;
         // The buffer's size in bytes must fit a u64 as well.
-        total
-            .checked_mul(PAGE_SIZE)
-            .ok_or(RequestError::Overflow)?;
+        total.checked_mul(PAGE_SIZE).ok_or(RequestError::Overflow)?;
     }
     Ok(total)
 }
@@ -139,7 +137,11 @@ pub(crate) fn pfn_and_order(segment: &Segment, pgoff: u64) -> (u64, u32) {
     // Condition 2: 2^k divides pfn(B) - B, the same for every page of the
     // segment. Two's complement keeps the low bits right when pfn < pgoff.
     let skew = segment.pfn.wrapping_sub(segment.pgoff);
-    let align = if skew == 0 { 63 } else { skew.trailing_zeros().min(63) };
+    let align = if skew == 0 {
+        63
+    } else {
+        skew.trailing_zeros().min(63)
+    };
     // Condition 1: the aligned block containing pgoff fits the segment. A
     // block that fits holds every smaller aligned block around pgoff, so the
     // first k that fits, from the top down, is the largest.

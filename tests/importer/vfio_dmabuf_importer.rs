@@ -6,8 +6,8 @@
 //! and drops it when the exporter invalidates the attachment.
 
 use core::sync::atomic::{
-    AtomicU64,
-    Ordering, //
+    AtomicU64, //
+    Ordering,  //
 };
 use kernel::{
     dma_buf::{
@@ -240,7 +240,9 @@ impl ImporterFile {
         let mut guard = self.import.lock();
         let import = Option::as_mut(&mut *guard).ok_or(ENOENT)?;
         import.calls += 1;
-        let pfn = import.attachment.get_pfn_unlocked(usize::try_from(pgoff).map_err(|_| ERANGE)?)?;
+        let pfn = import
+            .attachment
+            .get_pfn_unlocked(usize::try_from(pgoff).map_err(|_| ERANGE)?)?;
         drop(guard);
         let mut writer = user_at(arg, 16, PFN_SIZE - 16)?.writer();
         writer.write(&(pfn.pfn as u64))?;
