@@ -1,0 +1,107 @@
+// SPDX-License-Identifier: GPL-2.0
+
+// The half of a build script that turns the uAPI headers into Rust, shared
+// by every user-space crate that speaks the uAPI (`tools/vfio-dmabuf`,
+// `tests/guest`): each `build.rs` takes it in with `include!`, so the
+// structures stay written once, in the headers. bindgen generates the
+// structures and constants; a small C program, compiled against the same
+// headers, prints the ioctl request numbers, whose `_IOW()`/`_IOWR()`
+// macros bindgen cannot evaluate.
+//
+// bindgen loads libclang at run time from `LIBCLANG_PATH`; when that is
+// unset, Debian's LLVM 19 (`/usr/lib/llvm-19/lib`, which `make setup`
+// installs) is used if present. The C compiler is `$CC`, else `cc`.
+//
+// Plain comments, not `//!`: the text lands in the middle of a build script.
+
+/// Where libclang is looked for when `LIBCLANG_PATH` is unset.
+const DEFAULT_LIBCLANG_PATH: &str = "/usr/lib/llvm-19/lib";
+
+/// The repository's `include/uapi`, seen from a crate two levels below the
+/// top (`tools/<name>`, `tests/<name>`).
+fn uapi_dir(manifest_dir: &std::path::Path) -> std::path::PathBuf {
+    manifest_dir.join("../../include/uapi")
+}
+
+/// Tells cargo to run the build script again when any of `paths`, this
+/// file, or the environment that finds the compilers changes.
+fn rerun_if_changed(manifest_dir: &std::path::Path, paths: &[&std::path::Path]) {
+    for path in paths {
+        println!("cargo::rerun-if-changed={}", path.display());
+    }
+    println!(
+        "cargo::rerun-if-changed={}",
+        manifest_dir.join("../../tools/uapi_build.rs").display()
+    );
+    println!("cargo::rerun-if-env-changed=LIBCLANG_PATH");
+    println!("cargo::rerun-if-env-changed=CC");
+}
+
+/// Runs bindgen over `headers` into one file, keeping only the
+/// `vfio_dmabuf` names (the importer's `vfio_dmabuf_imp_*` among them).
+fn bindings(headers: &[&std::path::Path], uapi_dir: &std::path::Path, out: &std::path::Path) {
+    if std::env::var_os("LIBCLANG_PATH").is_none()
+        && std::path::Path::new(DEFAULT_LIBCLANG_PATH).is_dir()
+    {
+        // Only this build script's process sees it, before any thread starts.
+        std::env::set_var("LIBCLANG_PATH", DEFAULT_LIBCLANG_PATH);
+    }
+    let mut builder = bindgen::Builder::default();
+    for header in headers {
+        builder = builder.header(header.to_string_lossy());
+    }
+    let bindings = builder
+        .clang_arg(format!("-I{}", uapi_dir.display()))
+        .allowlist_type("vfio_dmabuf_.*")
+        .allowlist_var("VFIO_DMABUF_.*")
+        .layout_tests(true)
+        .derive_default(true)
+        .derive_debug(true)
+        .generate_comments(false)
+        .generate()
+        .unwrap_or_else(|e| {
+            panic!(
+                "bindgen failed on {headers:?} ({e}); is libclang installed (LIBCLANG_PATH={})?",
+                std::env::var("LIBCLANG_PATH").unwrap_or_default()
+            )
+        });
+    bindings
+        .write_to_file(out)
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", out.display()));
+}
+
+/// Compiles and runs `source`, a C program that prints the ioctl numbers as
+/// Rust constants, into `$OUT_DIR/ioctls_from_c.rs`, and returns that path.
+/// `None` when cross-compiling: the program cannot run here.
+fn ioctls_from_c(
+    source: &std::path::Path,
+    uapi_dir: &std::path::Path,
+    out_dir: &std::path::Path,
+) -> Option<std::path::PathBuf> {
+    if std::env::var("HOST").ok() != std::env::var("TARGET").ok() {
+        return None;
+    }
+    let cc = std::env::var_os("CC").unwrap_or_else(|| "cc".into());
+    let exe = out_dir.join("ioctls");
+    let status = std::process::Command::new(&cc)
+        .arg(format!("-I{}", uapi_dir.display()))
+        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-o"])
+        .arg(&exe)
+        .arg(source)
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", cc.to_string_lossy()));
+    assert!(
+        status.success(),
+        "{} failed on {}",
+        cc.to_string_lossy(),
+        source.display()
+    );
+    let output = std::process::Command::new(&exe)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", exe.display()));
+    assert!(output.status.success(), "{} failed", exe.display());
+    let rs = out_dir.join("ioctls_from_c.rs");
+    std::fs::write(&rs, &output.stdout)
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", rs.display()));
+    Some(rs)
+}
