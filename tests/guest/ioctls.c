@@ -1,0 +1,33 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Prints the ioctl request numbers of the exporter's and the test importer's
+ * uAPI as Rust constants, as the C compiler computes them from the headers'
+ * _IOW() and _IOWR() macros, which bindgen cannot evaluate. build.rs runs
+ * it; the tests use these numbers and no others.
+ */
+#include <stdio.h>
+#include <linux/vfio_dmabuf.h>
+#include <linux/vfio_dmabuf_importer.h>
+
+#define PRINT_AS(name, value) \
+	printf("pub(crate) const %s: u32 = %#x;\n", name, (unsigned int)(value))
+#define PRINT(name) PRINT_AS(#name, name)
+
+int main(void)
+{
+	PRINT(VFIO_DMABUF_INFO);
+	PRINT(VFIO_DMABUF_EXPORT);
+	PRINT(VFIO_DMABUF_REVOKE);
+	PRINT(VFIO_DMABUF_RESTORE);
+	/*
+	 * In the exporter's range of sequence numbers (0x00-0x0F), with a valid
+	 * argument, but not one of its ioctls.
+	 */
+	PRINT_AS("VFIO_DMABUF_UNDEFINED",
+		 _IOWR(VFIO_DMABUF_TYPE, 0x0F, struct vfio_dmabuf_info));
+	PRINT(VFIO_DMABUF_IMP_IMPORT);
+	PRINT(VFIO_DMABUF_IMP_WALK);
+	PRINT(VFIO_DMABUF_IMP_GET_PFN);
+	PRINT(VFIO_DMABUF_IMP_COUNTERS);
+	return ferror(stdout) ? 1 : 0;
+}

@@ -1,0 +1,211 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The system calls the tests make, each returning `io::Result` with the
+//! errno the kernel gave, and errno names for the messages.
+
+use std::fs;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+use crate::uapi::Uapi;
+
+/// `ioctl(fd, request, arg)` with a uAPI structure for the argument, which
+/// the kernel may read and write. The return value of the call on success.
+///
+/// # Safety
+///
+/// The kernel must write nothing but `arg` itself for `request` on `fd`:
+/// no structure larger than `T`, and nothing through an address inside
+/// `arg` unless that address is valid for the writes (a walk's segment
+/// array, say).
+pub(crate) unsafe fn ioctl<T: Uapi>(
+    fd: BorrowedFd<'_>,
+    request: u32,
+    arg: &mut T,
+) -> io::Result<i32> {
+    // SAFETY: `arg` is a valid, exclusively borrowed `T` for the duration of
+    // the call, and any bytes the kernel writes into it make a valid `T`
+    // (`T: Uapi`); the caller vouches for every other write. Reads past `T`
+    // (an `argsz` that claims more) fail with `EFAULT` at worst.
+    unsafe { ioctl_ptr(fd, request, (arg as *mut T).cast()) }
+}
+
+/// `ioctl(fd, request, arg)` on a buffer of raw words, for arguments with a
+/// variable part or bytes past the structure.
+///
+/// # Safety
+///
+/// The kernel must write nothing outside `arg` for `request` on `fd`.
+pub(crate) unsafe fn ioctl_words(
+    fd: BorrowedFd<'_>,
+    request: u32,
+    arg: &mut [u64],
+) -> io::Result<i32> {
+    // SAFETY: `arg` is valid for reads and writes of its whole length, and
+    // any bytes make valid `u64`s; the caller vouches for the rest.
+    unsafe { ioctl_ptr(fd, request, arg.as_mut_ptr().cast()) }
+}
+
+/// # Safety
+///
+/// `arg` must be valid for every read and write the kernel makes for
+/// `request` on `fd`, for the duration of the call.
+unsafe fn ioctl_ptr(fd: BorrowedFd<'_>, request: u32, arg: *mut libc::c_void) -> io::Result<i32> {
+    // SAFETY: `fd` is open for the duration of the borrow; the caller vouches
+    // for `arg`.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::Ioctl::from(request), arg) };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Takes ownership of a file descriptor an ioctl returned.
+pub(crate) fn owned_fd(fd: i32) -> io::Result<OwnedFd> {
+    if fd < 0 {
+        return Err(io::Error::other(format!("the kernel returned fd {fd}")));
+    }
+    // SAFETY: the kernel just installed `fd` for this process and nothing
+    // else refers to it yet.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Closes `fd`, reporting what close(2) returns (dropping an `OwnedFd`
+/// ignores it).
+pub(crate) fn close(fd: OwnedFd) -> io::Result<()> {
+    use std::os::fd::IntoRawFd;
+    let raw = fd.into_raw_fd();
+    // SAFETY: `raw` came from an `OwnedFd`, so this process owns it and
+    // nothing else closes it.
+    if unsafe { libc::close(raw) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The size of the file behind `fd`, as `lseek(fd, 0, SEEK_END)` gives it
+/// (which is how a dma-buf tells its size).
+pub(crate) fn file_size(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    // SAFETY: plain system call on an open descriptor.
+    let end = unsafe { libc::lseek(fd.as_raw_fd(), 0, libc::SEEK_END) };
+    if end < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    u64::try_from(end).map_err(io::Error::other)
+}
+
+/// The file status flags (`F_GETFL`) and whether close-on-exec is set.
+pub(crate) fn fd_flags(fd: BorrowedFd<'_>) -> io::Result<(i32, bool)> {
+    // SAFETY: plain system calls on an open descriptor.
+    let status = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    if status < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    let fd_flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFD) };
+    if fd_flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((status, fd_flags & libc::FD_CLOEXEC != 0))
+}
+
+/// The number of open file descriptors of this process.
+pub(crate) fn open_fds() -> io::Result<usize> {
+    // Reading the directory opens one descriptor of its own, every time.
+    Ok(fs::read_dir("/proc/self/fd")?.count())
+}
+
+/// The kernel's page size.
+pub(crate) fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(size).unwrap_or(0)
+}
+
+/// The symbolic name of the errnos these tests meet.
+pub(crate) fn errno_name(errno: i32) -> Option<&'static str> {
+    Some(match errno {
+        libc::EPERM => "EPERM",
+        libc::ENOENT => "ENOENT",
+        libc::ENXIO => "ENXIO",
+        libc::E2BIG => "E2BIG",
+        libc::EBADF => "EBADF",
+        libc::EAGAIN => "EAGAIN",
+        libc::ENOMEM => "ENOMEM",
+        libc::EACCES => "EACCES",
+        libc::EFAULT => "EFAULT",
+        libc::EBUSY => "EBUSY",
+        libc::EEXIST => "EEXIST",
+        libc::ENODEV => "ENODEV",
+        libc::EINVAL => "EINVAL",
+        libc::EMFILE => "EMFILE",
+        libc::ENOTTY => "ENOTTY",
+        libc::ERANGE => "ERANGE",
+        libc::EOVERFLOW => "EOVERFLOW",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        libc::EINTR => "EINTR",
+        _ => return None,
+    })
+}
+
+/// An error as the messages show it: `ENODEV (No such device)`.
+pub(crate) fn describe(err: &io::Error) -> String {
+    let Some(errno) = err.raw_os_error() else {
+        return err.to_string();
+    };
+    let text = err.to_string();
+    let text = text
+        .strip_suffix(&format!(" (os error {errno})"))
+        .unwrap_or(&text);
+    match errno_name(errno) {
+        Some(name) => format!("{name} ({text})"),
+        None => format!("errno {errno} ({text})"),
+    }
+}
+
+/// An errno as the messages show it: `ENODEV`.
+pub(crate) fn name(errno: i32) -> String {
+    errno_name(errno).map_or_else(|| format!("errno {errno}"), str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs::File;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn errnos_by_name() {
+        let e = io::Error::from_raw_os_error(libc::ENODEV);
+        assert_eq!(describe(&e), "ENODEV (No such device)");
+        assert_eq!(name(libc::E2BIG), "E2BIG");
+        assert_eq!(name(4095), "errno 4095");
+    }
+
+    #[test]
+    fn size_and_flags_of_a_file() {
+        let file = File::open("/proc/self/exe").expect("opens itself");
+        assert!(file_size(file.as_fd()).expect("seekable") > 0);
+        let (status, cloexec) = fd_flags(file.as_fd()).expect("fcntl");
+        assert_eq!(status & libc::O_ACCMODE, libc::O_RDONLY);
+        // std opens with O_CLOEXEC.
+        assert!(cloexec);
+    }
+
+    #[test]
+    fn undefined_ioctl_on_another_file_is_enotty() {
+        let file = File::open("/dev/null").expect("opens /dev/null");
+        let mut info = crate::uapi::vfio_dmabuf_info::default();
+        // SAFETY: /dev/null writes nothing for any ioctl.
+        let e = unsafe { ioctl(file.as_fd(), crate::uapi::VFIO_DMABUF_INFO, &mut info) }
+            .expect_err("/dev/null has no ioctls");
+        assert_eq!(e.raw_os_error(), Some(libc::ENOTTY));
+    }
+
+    #[test]
+    fn close_reports_success() {
+        let file = File::open("/dev/null").expect("opens /dev/null");
+        close(OwnedFd::from(file)).expect("closes");
+    }
+}
