@@ -5,6 +5,8 @@
 # incrementally in the same output tree.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
+# Our make invocations take their variables from here, not from a calling make.
+unset MAKEFLAGS MFLAGS MAKELEVEL CLIPPY
 
 flavor=${1:-test}
 case $flavor in

@@ -4,6 +4,8 @@
 # what changed is rebuilt.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
+# Our make invocations take their variables from here, not from a calling make.
+unset MAKEFLAGS MFLAGS MAKELEVEL
 
 flavor=${1:-test}
 kdir=$(kbuild_dir "$flavor")
@@ -12,4 +14,5 @@ kdir=$(kbuild_dir "$flavor")
 if ! grep -q '^obj-' "$REPO/Kbuild" 2>/dev/null; then
 	exit 0
 fi
-make -s -C "$kdir" M="$REPO" "${KMAKE_ARGS[@]}" -j"$JOBS" modules
+# `make CLIPPY=1` lints the Rust modules with the toolchain's clippy.
+make -s -C "$kdir" M="$REPO" "${KMAKE_ARGS[@]}" ${CLIPPY:+CLIPPY=$CLIPPY} -j"$JOBS" modules

@@ -16,7 +16,7 @@ JOBS=$(($(nproc) + 1))
 # library sources the kernel needs); rustup's toolchain stays for the host
 # crates and tools.
 KMAKE_ARGS=(LLVM=-19 RUSTC=/usr/bin/rustc "BINDGEN=$TOOLS/bin/bindgen"
-	"HOSTRUSTC=/usr/bin/rustc")
+	"HOSTRUSTC=/usr/bin/rustc" "CLIPPY_DRIVER=/usr/bin/clippy-driver")
 
 die() {
 	echo "${0##*/}: error: $*" >&2

@@ -42,6 +42,14 @@ if ! "$REPO/scripts/build-modules.sh" test; then
 fi
 echo "kernel and modules ready in $(($(date +%s) - t0)) s" >&2
 
+note "guest programs"
+if ! cargo build --release -q --manifest-path "$REPO/Cargo.toml" \
+	-p vfio-dmabuf -p vfio-dmabuf-guest-tests; then
+	echo "test.sh: the guest programs did not build" >&2
+	echo "$passed passed, $((failed + 1)) failed"
+	exit 1
+fi
+
 note "guest tests"
 "$REPO/tests/vm/run.sh" --out "$out/vm" -- tests/vm/guest/suite.sh
 vm_rc=$?

@@ -21,4 +21,7 @@ done
 for d in /sys/kernel/debug/kunit/*/; do
 	[ -f "$d/results" ] && cp "$d/results" "$ktap/kunit-$(basename "$d").ktap"
 done
+
+# The exporter and the importer on the VM's devices.
+tests/vm/guest/exporter.sh || rc=1
 exit $rc
