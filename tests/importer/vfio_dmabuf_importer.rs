@@ -185,10 +185,13 @@ impl ImporterFile {
             // starts, so this is pgoff itself.
             let block = 1usize << order;
             let first = pgoff & !(block - 1);
+            // An exporter that breaks the block contract is refused, never
+            // trusted with arithmetic.
+            let first_pfn = pfn.pfn.checked_sub(pgoff - first).ok_or(EINVAL)?;
             table.push(
                 Segment {
                     pgoff: first as u64,
-                    pfn: (pfn.pfn - (pgoff - first)) as u64,
+                    pfn: first_pfn as u64,
                     order,
                 },
                 GFP_KERNEL,

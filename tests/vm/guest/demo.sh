@@ -40,4 +40,18 @@ else
 	echo "no results for dma-buf-pfn"
 	fail=1
 fi
+step "the exporter: bind edu by ID, ivshmem and pci-testdev through driver_override"
+insmod drivers/vfio_dmabuf/vfio_dmabuf.ko || fail=1
+for d in /sys/bus/pci/devices/*; do
+	case "$(cat "$d/vendor"):$(cat "$d/device")" in
+	0x1af4:0x1110 | 0x1b36:0x0005)
+		echo vfio_dmabuf >"$d/driver_override"
+		[ -e "$d/driver" ] && echo "${d##*/}" >"$d/driver/unbind"
+		echo "${d##*/}" >/sys/bus/pci/drivers_probe
+		;;
+	esac
+done
+ls -l /dev/vfio-dmabuf/
+target/release/vfio-dmabuf list || fail=1
+rmmod vfio_dmabuf || fail=1
 exit $fail
