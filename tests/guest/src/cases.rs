@@ -9,12 +9,15 @@
 //! hand their state on through a [`Shared`] slot, and a case whose slot is
 //! empty is skipped, the failure that emptied it being reported already.
 
+mod debugfs;
 mod export;
 mod info;
 mod invalid;
+mod reset;
 mod revoke;
 mod setup;
 mod unbind;
+mod unload;
 
 use std::cell::RefCell;
 use std::io;
@@ -79,15 +82,19 @@ pub(crate) fn case(
 }
 
 /// Every case, in the order they run: the devices are bound first, the
-/// exporter is exercised while every BAR is live, and the cases that
-/// revoke a BAR or unbind a device come last.
+/// exporter is exercised while every BAR is live, then come the cases that
+/// revoke a BAR, reset a function or unbind a device, and last those that
+/// close every file and unload both modules.
 pub(crate) fn all() -> Vec<Case> {
     let mut cases = setup::cases();
     cases.extend(info::cases());
     cases.extend(export::cases());
     cases.extend(invalid::cases());
+    cases.extend(debugfs::cases());
     cases.extend(revoke::cases());
+    cases.extend(reset::cases());
     cases.extend(unbind::cases());
+    cases.extend(unload::cases());
     cases
 }
 

@@ -3,7 +3,8 @@
 //! `guest-tests`: the exporter's tests in the guest (SPEC §3, §5). Run as
 //! root once `vfio_dmabuf.ko` and `vfio_dmabuf_importer.ko` are loaded, with
 //! the VM's `edu`, `ivshmem-plain` and `pci-testdev`; prints KTAP on stdout
-//! and exits non-zero if a case failed.
+//! and exits non-zero if a case failed. The last cases unload both modules,
+//! so a second run needs them loaded again.
 //!
 //! Expected page frames and orders come from the driver's own arithmetic
 //! (`drivers/vfio_dmabuf/range.rs`) over the BAR addresses sysfs shows, and
@@ -11,6 +12,7 @@
 //! reference (`tests/host/src/reference.rs`); both files are compiled here
 //! unchanged.
 
+mod bufinfo;
 mod cases;
 mod expect;
 mod exporter;

@@ -166,6 +166,31 @@ impl Function {
         write(Path::new(DRIVERS_PROBE), &self.address)
     }
 
+    /// Resets the function as `echo 1 > reset` does: the PCI core picks the
+    /// first of the function's reset methods (`reset_method`) and calls the
+    /// bound driver's `reset_prepare` and `reset_done` around it. The kernel
+    /// shows no `reset` attribute when it knows no way to reset the
+    /// function; that is an error here, said as such.
+    pub(crate) fn reset(&self) -> Result<(), String> {
+        let path = self.sysfs("reset");
+        if !path.exists() {
+            return Err(format!(
+                "{} does not exist: the kernel knows no reset method for {}",
+                path.display(),
+                self.address
+            ));
+        }
+        write(&path, "1")
+    }
+
+    /// The function's reset methods in the order the PCI core tries them
+    /// (`reset_method`), if sysfs shows any.
+    pub(crate) fn reset_methods(&self) -> Option<String> {
+        let text = fs::read_to_string(self.sysfs("reset_method")).ok()?;
+        let text = text.trim();
+        (!text.is_empty()).then(|| text.to_owned())
+    }
+
     /// Unbinds the function from the driver under test.
     pub(crate) fn unbind(&self) -> Result<(), String> {
         let path = Path::new("/sys/bus/pci/drivers")

@@ -3,9 +3,12 @@
 //! The system calls the tests make, each returning `io::Result` with the
 //! errno the kernel gave, and errno names for the messages.
 
+use std::ffi::CStr;
 use std::fs;
 use std::io;
+use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::path::PathBuf;
 
 use crate::uapi::Uapi;
 
@@ -116,6 +119,78 @@ pub(crate) fn open_fds() -> io::Result<usize> {
     Ok(fs::read_dir("/proc/self/fd")?.count())
 }
 
+/// Each open file descriptor of this process and what `/proc/self/fd` says
+/// it refers to (`/dev/vfio-dmabuf-importer`, `/dmabuf:` for a dma-buf...),
+/// in descriptor order. The directory's own descriptor is among them.
+pub(crate) fn open_files() -> io::Result<Vec<(i32, PathBuf)>> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir("/proc/self/fd")? {
+        let entry = entry?;
+        let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        match fs::read_link(entry.path()) {
+            Ok(target) => files.push((fd, target)),
+            // Closed since the directory was read.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    files.sort_unstable_by_key(|&(fd, _)| fd);
+    Ok(files)
+}
+
+/// The inode number of the file behind `fd`, as fstat(2) gives it (for a
+/// dma-buf, the `ino` column of debugfs's `dma_buf/bufinfo`).
+pub(crate) fn inode(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    let mut stat = MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `stat` is valid for the write of one `struct stat`, which
+    // fstat makes in full when it succeeds.
+    if unsafe { libc::fstat(fd.as_raw_fd(), stat.as_mut_ptr()) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fstat succeeded, so it initialised `stat`.
+    let stat = unsafe { stat.assume_init() };
+    Ok(stat.st_ino)
+}
+
+/// `mount(source, target, fstype, 0, NULL)`.
+pub(crate) fn mount(source: &CStr, target: &CStr, fstype: &CStr) -> io::Result<()> {
+    // SAFETY: three NUL-terminated strings that outlive the call, which only
+    // reads them, and no data.
+    let ret = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `delete_module(name, flags)`, the system call behind rmmod(8): unloads
+/// the module `name`.
+pub(crate) fn delete_module(name: &CStr, flags: i32) -> io::Result<()> {
+    // SAFETY: `name` is a NUL-terminated string that outlives the call,
+    // which only reads it; the flags are an integer.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_delete_module,
+            name.as_ptr(),
+            flags as libc::c_uint,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// The kernel's page size.
 pub(crate) fn page_size() -> u64 {
     // SAFETY: sysconf has no preconditions.
@@ -145,6 +220,7 @@ pub(crate) fn errno_name(errno: i32) -> Option<&'static str> {
         libc::EOVERFLOW => "EOVERFLOW",
         libc::EOPNOTSUPP => "EOPNOTSUPP",
         libc::EINTR => "EINTR",
+        libc::ENOSYS => "ENOSYS",
         _ => return None,
     })
 }
@@ -201,6 +277,37 @@ mod tests {
         let e = unsafe { ioctl(file.as_fd(), crate::uapi::VFIO_DMABUF_INFO, &mut info) }
             .expect_err("/dev/null has no ioctls");
         assert_eq!(e.raw_os_error(), Some(libc::ENOTTY));
+    }
+
+    #[test]
+    fn open_files_and_inodes() {
+        let file = File::open("/proc/self/exe").expect("opens itself");
+        let fd = file.as_fd().as_raw_fd();
+        let files = open_files().expect("lists /proc/self/fd");
+        let (_, target) = files
+            .iter()
+            .find(|(open, _)| *open == fd)
+            .expect("lists the file just opened");
+        assert_eq!(*target, fs::read_link("/proc/self/exe").expect("readlink"));
+        let ino = inode(file.as_fd()).expect("fstat");
+        assert_eq!(
+            ino,
+            std::os::unix::fs::MetadataExt::ino(&file.metadata().expect("metadata"))
+        );
+    }
+
+    #[test]
+    fn delete_module_of_no_module() {
+        // No module has this name: ENOENT with CAP_SYS_MODULE, EPERM
+        // without it (or from a seccomp filter), ENOSYS from some sandboxes.
+        let e = delete_module(c"vfio_dmabuf_no_such_module", libc::O_NONBLOCK)
+            .expect_err("no such module");
+        let errno = e.raw_os_error().expect("an errno");
+        assert!(
+            [libc::ENOENT, libc::EPERM, libc::ENOSYS].contains(&errno),
+            "{}",
+            describe(&e)
+        );
     }
 
     #[test]

@@ -122,11 +122,13 @@ pub(super) fn cases() -> Vec<Case> {
     ]
 }
 
-fn exporter(ctx: &Context) -> Result<&crate::exporter::Exporter, Failure> {
+/// edu's character device.
+pub(super) fn exporter(ctx: &Context) -> Result<&crate::exporter::Exporter, Failure> {
     Ok(&ctx.device(Which::Edu)?.exporter)
 }
 
-fn whole(ctx: &Context) -> Result<Vec<crate::range::ByteRange>, Failure> {
+/// The whole of edu's BAR0.
+pub(super) fn whole(ctx: &Context) -> Result<Vec<crate::range::ByteRange>, Failure> {
     let bar = ctx.device(Which::Edu)?.bar(BAR);
     Ok(ranges(&[(0, bar.size())]))
 }
@@ -152,7 +154,8 @@ fn revoke_first(ctx: &mut Context, state: &Shared<Revoked>) -> Outcome {
     Ok(())
 }
 
-fn expect_invalidations(importer: &Importer, expected: u64) -> Outcome {
+/// The importer was told `expected` times to drop its mappings.
+pub(super) fn expect_invalidations(importer: &Importer, expected: u64) -> Outcome {
     let counters = must("COUNTERS", importer.counters())?;
     ensure!(
         counters.invalidations == expected,
