@@ -10,6 +10,9 @@ use std::process::ExitCode;
 use serde::Serialize;
 
 use crate::device::{self, Device};
+use crate::error::Error;
+use crate::output;
+use crate::size::human_size;
 use crate::uapi;
 
 /// One function, as `--json` prints it.
@@ -73,7 +76,7 @@ impl Bar {
 }
 
 /// Describes one device with `VFIO_DMABUF_INFO`.
-fn describe(path: &Path) -> Result<Function, device::Error> {
+fn describe(path: &Path) -> Result<Function, Error> {
     let device = Device::open(path)?;
     let info = device.info()?;
     let count = usize::try_from(info.num_bars).unwrap_or(usize::MAX);
@@ -86,20 +89,7 @@ fn describe(path: &Path) -> Result<Function, device::Error> {
     })
 }
 
-/// `1 MiB`, `256 B`: the largest binary unit that divides the size exactly,
-/// as a BAR's size (a power of two) always allows.
-fn human_size(size: u64) -> String {
-    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    let mut value = size;
-    let mut unit = 0;
-    while value != 0 && value.is_multiple_of(1024) && unit + 1 < UNITS.len() {
-        value /= 1024;
-        unit += 1;
-    }
-    format!("{value} {}", UNITS[unit])
-}
-
-fn write_text(out: &mut impl Write, functions: &[Function]) -> io::Result<()> {
+fn write_text(out: &mut dyn Write, functions: &[Function]) -> io::Result<()> {
     for function in functions {
         writeln!(out, "{}  {}", function.address, function.path.display())?;
         let mut previous_64bit: Option<u32> = None;
@@ -171,16 +161,10 @@ pub(crate) fn run(names: &[PathBuf], json: bool) -> ExitCode {
         );
     }
 
-    let mut out = io::stdout().lock();
-    let written = if json {
-        serde_json::to_writer_pretty(&mut out, &functions)
-            .map_err(io::Error::from)
-            .and_then(|()| writeln!(out))
-    } else {
-        write_text(&mut out, &functions)
-    };
-    if let Err(e) = written.and_then(|()| out.flush()) {
-        eprintln!("vfio-dmabuf: standard output: {e}");
+    if let Err(e) = output::print(json, &functions, |out, functions| {
+        write_text(out, functions)
+    }) {
+        eprintln!("vfio-dmabuf: {e}");
         failed = true;
     }
 
@@ -197,17 +181,6 @@ mod tests {
 
     fn bar(index: u32, flags: u32, size: u64) -> Bar {
         Bar::new(&uapi::vfio_dmabuf_bar_info { index, flags, size })
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(human_size(0), "0 B");
-        assert_eq!(human_size(256), "256 B");
-        assert_eq!(human_size(4096), "4 KiB");
-        assert_eq!(human_size(1 << 20), "1 MiB");
-        assert_eq!(human_size(3 << 30), "3 GiB");
-        assert_eq!(human_size(1 << 63), "8 EiB");
-        assert_eq!(human_size(1536), "1536 B");
     }
 
     #[test]

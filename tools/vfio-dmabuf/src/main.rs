@@ -1,13 +1,23 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! `vfio-dmabuf`: a command-line tool over the vfio_dmabuf uAPI
-//! (`include/uapi/linux/vfio_dmabuf.h`): list the bound functions and their
-//! BARs, export BAR slices as dma-bufs, hand them to the test importer,
-//! revoke and restore them.
+//! (`include/uapi/linux/vfio_dmabuf.h`) and the test importer's
+//! (`include/uapi/linux/vfio_dmabuf_importer.h`): list the bound functions
+//! and their BARs, export BAR slices as dma-bufs, walk them through the
+//! importer, time the walks, revoke and restore.
 
+mod bench;
 mod device;
+mod error;
+mod export;
+mod importer;
 mod list;
+mod output;
+mod size;
+mod state;
+mod sysfs;
 mod uapi;
+mod walk;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -15,8 +25,14 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::error::Error;
+use crate::importer::Step;
+use crate::size::RangeArg;
+use crate::state::State;
+
 /// Slices of PCI BARs as page-frame-only dma-bufs: list the functions bound
-/// to vfio_dmabuf, export, revoke and restore, through /dev/vfio-dmabuf/*.
+/// to vfio_dmabuf, export, walk through the test importer, time the walks,
+/// revoke and restore, through /dev/vfio-dmabuf/*.
 #[derive(Parser)]
 #[command(version)]
 struct Cli {
@@ -36,50 +52,170 @@ enum Command {
         /// /dev/vfio-dmabuf when none is given.
         devices: Vec<PathBuf>,
     },
-    /// Export slices of a memory BAR as a dma-buf (not implemented yet).
-    Export(Pending),
-    /// Walk a buffer's page frames through the test importer (not
-    /// implemented yet).
-    Walk(Pending),
-    /// Read device memory through the importer's mapping (not implemented
-    /// yet).
+    /// Export slices of a memory BAR as a dma-buf and walk it, or hand it to
+    /// a command.
+    ///
+    /// By default the dma-buf is imported into a new file of the test
+    /// importer (/dev/vfio-dmabuf-importer), which walks it; the table of
+    /// page frames it built is printed beside the BAR's physical start from
+    /// sysfs, and each segment is checked against its range.
+    Export(ExportArgs),
+    /// Export slices of a memory BAR and walk them, as `export` does by
+    /// default.
+    Walk(WalkArgs),
+    /// Read device memory through the importer's mapping (not implemented:
+    /// needs the importer's mmap).
     Peek(Pending),
-    /// Write device memory through the importer's mapping (not implemented
-    /// yet).
+    /// Write device memory through the importer's mapping (not implemented:
+    /// needs the importer's mmap).
     Poke(Pending),
-    /// Revoke a BAR's exports (not implemented yet).
-    Revoke(Pending),
-    /// Make a BAR's exports live again (not implemented yet).
-    Restore(Pending),
-    /// Time page-frame walks (not implemented yet).
-    Bench(Pending),
+    /// Revoke every export of a BAR.
+    ///
+    /// Importers drop their mappings, and page frame queries fail with
+    /// ENODEV until `restore`.
+    Revoke(BarArgs),
+    /// Make a BAR's exports live again after `revoke` or a function reset.
+    Restore(BarArgs),
+    /// Time the importer's walks of one dma-buf, by max_order and page by
+    /// page.
+    ///
+    /// Exports once, imports into the test importer, and walks R times each
+    /// way, as the importer times its walks in the kernel. Page-by-page
+    /// walks are skipped for buffers of more than 1 << 20 pages.
+    Bench(BenchArgs),
+}
+
+/// A BAR of a bound function.
+#[derive(Args, Debug)]
+struct BarArgs {
+    /// The function: its PCI address (0000:01:00.0), or its device's path.
+    device: PathBuf,
+    /// The BAR, 0 to 5.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..6))]
+    bar: u32,
+}
+
+#[derive(Args, Debug)]
+struct ExportArgs {
+    #[command(flatten)]
+    target: BarArgs,
+    /// Slices of the BAR, in buffer order: OFFSET:LENGTH, each a decimal or
+    /// 0x-hexadecimal number optionally followed by K, M, G or T (powers of
+    /// 1024), or `whole`. The whole BAR when none is given.
+    #[arg(value_name = "RANGE")]
+    ranges: Vec<RangeArg>,
+    /// Walk page by page instead of by blocks of 2^max_order pages.
+    #[arg(long)]
+    pages: bool,
+    /// Instead of walking, run CMD with its arguments, the dma-buf an
+    /// inherited file descriptor whose number is in $VFIO_DMABUF_FD, and
+    /// exit with its status. Everything after --exec is the command's.
+    #[arg(
+        long,
+        value_name = "CMD",
+        num_args = 1..,
+        allow_hyphen_values = true,
+        conflicts_with = "pages"
+    )]
+    exec: Option<Vec<OsString>>,
+}
+
+#[derive(Args, Debug)]
+struct WalkArgs {
+    #[command(flatten)]
+    target: BarArgs,
+    /// Slices of the BAR, as for `export` (`whole` for all of it).
+    #[arg(value_name = "RANGE", required = true)]
+    ranges: Vec<RangeArg>,
+    /// Walk page by page instead of by blocks of 2^max_order pages.
+    #[arg(long)]
+    pages: bool,
+}
+
+#[derive(Args, Debug)]
+struct BenchArgs {
+    #[command(flatten)]
+    target: BarArgs,
+    /// Slices of the BAR, as for `export`; the whole BAR when none is given.
+    #[arg(value_name = "RANGE")]
+    ranges: Vec<RangeArg>,
+    /// Walks of each kind.
+    #[arg(long, value_name = "R", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    repeat: u32,
 }
 
 /// The arguments of a subcommand that is not written yet: taken as they are.
-#[derive(Args)]
+#[derive(Args, Debug)]
 struct Pending {
     #[arg(hide = true, trailing_var_arg = true, allow_hyphen_values = true)]
     args: Vec<OsString>,
 }
 
-/// The exit status of a subcommand that is not written yet, as for a usage
-/// error.
-const NOT_IMPLEMENTED: u8 = 2;
+/// The exit status of a usage error, and of a subcommand that is not
+/// written yet.
+const USAGE: u8 = 2;
+
+fn step(pages: bool) -> Step {
+    if pages {
+        Step::Pages
+    } else {
+        Step::MaxOrder
+    }
+}
+
+fn run(command: Command, json: bool) -> Result<ExitCode, Error> {
+    match command {
+        Command::List { devices } => Ok(list::run(&devices, json)),
+        Command::Export(args) => {
+            if args.exec.is_some() && json {
+                eprintln!("vfio-dmabuf: export: --json does not apply to --exec: the output is the command's");
+                return Ok(ExitCode::from(USAGE));
+            }
+            let exported = export::export(&args.target.device, args.target.bar, &args.ranges)?;
+            match &args.exec {
+                Some(command) => Ok(export::exec(&exported, command)),
+                None => walk::run(&exported, step(args.pages), json),
+            }
+        }
+        Command::Walk(args) => {
+            let exported = export::export(&args.target.device, args.target.bar, &args.ranges)?;
+            walk::run(&exported, step(args.pages), json)
+        }
+        Command::Revoke(args) => {
+            state::run(&args.device, args.bar, State::Revoked, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Restore(args) => {
+            state::run(&args.device, args.bar, State::Live, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(args) => {
+            let exported = export::export(&args.target.device, args.target.bar, &args.ranges)?;
+            bench::run(&exported, args.repeat, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Peek(_) | Command::Poke(_) => {
+            let name = if matches!(command, Command::Peek(_)) {
+                "peek"
+            } else {
+                "poke"
+            };
+            eprintln!("vfio-dmabuf: {name}: not implemented: needs the importer's mmap");
+            Ok(ExitCode::from(USAGE))
+        }
+    }
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let name = match cli.command {
-        Command::List { devices } => return list::run(&devices, cli.json),
-        Command::Export(_) => "export",
-        Command::Walk(_) => "walk",
-        Command::Peek(_) => "peek",
-        Command::Poke(_) => "poke",
-        Command::Revoke(_) => "revoke",
-        Command::Restore(_) => "restore",
-        Command::Bench(_) => "bench",
-    };
-    eprintln!("vfio-dmabuf: {name}: not implemented yet");
-    ExitCode::from(NOT_IMPLEMENTED)
+    match run(cli.command, cli.json) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("vfio-dmabuf: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 #[cfg(test)]
@@ -92,15 +228,187 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("vfio-dmabuf").chain(args.iter().copied()))
+    }
+
     #[test]
     fn json_anywhere() {
-        for args in [
-            ["vfio-dmabuf", "--json", "list"],
-            ["vfio-dmabuf", "list", "--json"],
-        ] {
-            let cli = Cli::try_parse_from(args).expect("parses");
+        for args in [["--json", "list"], ["list", "--json"]] {
+            let cli = parse(&args).expect("parses");
             assert!(cli.json);
             assert!(matches!(cli.command, Command::List { .. }));
+        }
+    }
+
+    #[test]
+    fn export_arguments() {
+        let cli = parse(&[
+            "export",
+            "0000:00:03.0",
+            "--bar",
+            "2",
+            "0:4K",
+            "0x200000:2M",
+            "whole",
+            "--json",
+        ])
+        .expect("parses");
+        assert!(cli.json);
+        let Command::Export(args) = cli.command else {
+            panic!("not export");
+        };
+        assert_eq!(args.target.device, PathBuf::from("0000:00:03.0"));
+        assert_eq!(args.target.bar, 2);
+        assert_eq!(
+            args.ranges,
+            [
+                RangeArg::Slice {
+                    offset: 0,
+                    length: 4096
+                },
+                RangeArg::Slice {
+                    offset: 0x20_0000,
+                    length: 0x20_0000
+                },
+                RangeArg::Whole,
+            ]
+        );
+        assert!(!args.pages);
+        assert!(args.exec.is_none());
+
+        let cli =
+            parse(&["export", "/dev/vfio-dmabuf/x", "--bar", "0", "--pages"]).expect("parses");
+        let Command::Export(args) = cli.command else {
+            panic!("not export");
+        };
+        assert!(args.ranges.is_empty());
+        assert!(args.pages);
+    }
+
+    #[test]
+    fn export_exec_takes_the_rest() {
+        let cli = parse(&[
+            "export",
+            "0000:00:03.0",
+            "--bar",
+            "0",
+            "0:4K",
+            "--exec",
+            "sh",
+            "-c",
+            "echo $VFIO_DMABUF_FD",
+            "--pages",
+            "--json",
+        ])
+        .expect("parses");
+        assert!(!cli.json);
+        let Command::Export(args) = cli.command else {
+            panic!("not export");
+        };
+        assert!(!args.pages);
+        assert_eq!(
+            args.exec.expect("--exec"),
+            ["sh", "-c", "echo $VFIO_DMABUF_FD", "--pages", "--json"]
+        );
+        assert_eq!(args.ranges.len(), 1);
+        let e = parse(&["export", "0000:00:03.0", "--bar", "0", "--exec"])
+            .err()
+            .expect("--exec needs a command");
+        assert_eq!(e.kind(), clap::error::ErrorKind::InvalidValue);
+    }
+
+    #[test]
+    fn bad_arguments() {
+        for (args, kind) in [
+            (
+                &["export", "0000:00:03.0"][..],
+                clap::error::ErrorKind::MissingRequiredArgument,
+            ),
+            (
+                &["export", "0000:00:03.0", "--bar", "6"],
+                clap::error::ErrorKind::ValueValidation,
+            ),
+            (
+                &["export", "0000:00:03.0", "--bar", "0", "0:0"],
+                clap::error::ErrorKind::ValueValidation,
+            ),
+            (
+                &["export", "0000:00:03.0", "--bar", "0", "4K"],
+                clap::error::ErrorKind::ValueValidation,
+            ),
+            (
+                &["walk", "0000:00:03.0", "--bar", "0"],
+                clap::error::ErrorKind::MissingRequiredArgument,
+            ),
+            (
+                &["bench", "0000:00:03.0", "--bar", "0", "--repeat", "0"],
+                clap::error::ErrorKind::ValueValidation,
+            ),
+            (
+                &["revoke", "0000:00:03.0"],
+                clap::error::ErrorKind::MissingRequiredArgument,
+            ),
+        ] {
+            let e = parse(args)
+                .err()
+                .unwrap_or_else(|| panic!("{args:?} parses"));
+            assert_eq!(e.kind(), kind, "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn walk_bench_and_state_arguments() {
+        let cli =
+            parse(&["walk", "0000:00:03.0", "--bar", "0", "whole", "--pages"]).expect("parses");
+        let Command::Walk(args) = cli.command else {
+            panic!("not walk");
+        };
+        assert_eq!(args.ranges, [RangeArg::Whole]);
+        assert!(args.pages);
+
+        let cli = parse(&["bench", "0000:00:03.0", "--bar", "2"]).expect("parses");
+        let Command::Bench(args) = cli.command else {
+            panic!("not bench");
+        };
+        assert_eq!(args.repeat, 10);
+        assert!(args.ranges.is_empty());
+        let cli = parse(&[
+            "bench",
+            "0000:00:03.0",
+            "--bar",
+            "2",
+            "--repeat",
+            "3",
+            "0:1G",
+        ])
+        .expect("parses");
+        let Command::Bench(args) = cli.command else {
+            panic!("not bench");
+        };
+        assert_eq!(args.repeat, 3);
+        assert_eq!(
+            args.ranges,
+            [RangeArg::Slice {
+                offset: 0,
+                length: 1 << 30
+            }]
+        );
+
+        let cli =
+            parse(&["restore", "/dev/vfio-dmabuf/0000:00:03.0", "--bar", "4"]).expect("parses");
+        let Command::Restore(args) = cli.command else {
+            panic!("not restore");
+        };
+        assert_eq!(args.bar, 4);
+    }
+
+    #[test]
+    fn peek_and_poke_are_not_implemented() {
+        for name in ["peek", "poke"] {
+            let cli = parse(&[name, "0000:00:03.0", "--bar", "0", "0x4"]).expect("parses");
+            let code = run(cli.command, false).expect("no error");
+            assert_eq!(code, ExitCode::from(USAGE));
         }
     }
 }

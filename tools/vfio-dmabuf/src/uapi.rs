@@ -1,17 +1,18 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The vfio_dmabuf uAPI: the structures and constants bindgen generates from
-//! `include/uapi/linux/vfio_dmabuf.h` (see `build.rs`), and the ioctl
-//! request numbers, computed here as `<asm-generic/ioctl.h>` does.
+//! The exporter's and the test importer's uAPI: the structures and constants
+//! bindgen generates from `include/uapi/linux/vfio_dmabuf.h` and
+//! `include/uapi/linux/vfio_dmabuf_importer.h` (see `build.rs`), and the
+//! ioctl request numbers, computed here as `<asm-generic/ioctl.h>` does.
 
-// `allow`, not `expect`: which of these fire depends on what the header
-// holds and what the tool uses of it so far.
+// `allow`, not `expect`: which of these fire depends on what the headers
+// hold and what the tool uses of them.
 #[allow(
     dead_code,
     non_camel_case_types,
     non_upper_case_globals,
     clippy::all,
-    reason = "generated from the C header by bindgen"
+    reason = "generated from the C headers by bindgen"
 )]
 mod generated {
     include!(concat!(env!("OUT_DIR"), "/uapi.rs"));
@@ -52,10 +53,6 @@ pub(crate) const VFIO_DMABUF_INFO: u32 = ioc(
 );
 
 /// `VFIO_DMABUF_EXPORT`: `_IOW(VFIO_DMABUF_TYPE, 0x01, struct vfio_dmabuf_export)`.
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "the export subcommand is not written yet")
-)]
 pub(crate) const VFIO_DMABUF_EXPORT: u32 = ioc(
     IOC_WRITE,
     VFIO_DMABUF_TYPE,
@@ -64,10 +61,6 @@ pub(crate) const VFIO_DMABUF_EXPORT: u32 = ioc(
 );
 
 /// `VFIO_DMABUF_REVOKE`: `_IOW(VFIO_DMABUF_TYPE, 0x02, struct vfio_dmabuf_revoke)`.
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "the revoke subcommand is not written yet")
-)]
 pub(crate) const VFIO_DMABUF_REVOKE: u32 = ioc(
     IOC_WRITE,
     VFIO_DMABUF_TYPE,
@@ -76,15 +69,28 @@ pub(crate) const VFIO_DMABUF_REVOKE: u32 = ioc(
 );
 
 /// `VFIO_DMABUF_RESTORE`: `_IOW(VFIO_DMABUF_TYPE, 0x03, struct vfio_dmabuf_revoke)`.
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "the restore subcommand is not written yet")
-)]
 pub(crate) const VFIO_DMABUF_RESTORE: u32 = ioc(
     IOC_WRITE,
     VFIO_DMABUF_TYPE,
     0x03,
     size_of::<vfio_dmabuf_revoke>(),
+);
+
+/// `VFIO_DMABUF_IMP_IMPORT`: `_IOWR(0xDB, 0x10, struct vfio_dmabuf_imp_import)`.
+/// The importer shares the exporter's magic.
+pub(crate) const VFIO_DMABUF_IMP_IMPORT: u32 = ioc(
+    IOC_READ | IOC_WRITE,
+    VFIO_DMABUF_TYPE,
+    0x10,
+    size_of::<vfio_dmabuf_imp_import>(),
+);
+
+/// `VFIO_DMABUF_IMP_WALK`: `_IOWR(0xDB, 0x11, struct vfio_dmabuf_imp_walk)`.
+pub(crate) const VFIO_DMABUF_IMP_WALK: u32 = ioc(
+    IOC_READ | IOC_WRITE,
+    VFIO_DMABUF_TYPE,
+    0x11,
+    size_of::<vfio_dmabuf_imp_walk>(),
 );
 
 /// The size of a structure as its `argsz` field states it.
@@ -112,6 +118,8 @@ mod tests {
         assert_eq!(VFIO_DMABUF_EXPORT, from_c::VFIO_DMABUF_EXPORT);
         assert_eq!(VFIO_DMABUF_REVOKE, from_c::VFIO_DMABUF_REVOKE);
         assert_eq!(VFIO_DMABUF_RESTORE, from_c::VFIO_DMABUF_RESTORE);
+        assert_eq!(VFIO_DMABUF_IMP_IMPORT, from_c::VFIO_DMABUF_IMP_IMPORT);
+        assert_eq!(VFIO_DMABUF_IMP_WALK, from_c::VFIO_DMABUF_IMP_WALK);
     }
 
     /// The numbers derived by hand from the layout, as a check on both.
@@ -121,6 +129,8 @@ mod tests {
         assert_eq!(VFIO_DMABUF_EXPORT, 0x4018_db01);
         assert_eq!(VFIO_DMABUF_REVOKE, 0x4010_db02);
         assert_eq!(VFIO_DMABUF_RESTORE, 0x4010_db03);
+        assert_eq!(VFIO_DMABUF_IMP_IMPORT, 0xc018_db10);
+        assert_eq!(VFIO_DMABUF_IMP_WALK, 0xc028_db11);
     }
 
     /// The ABI as tests/uapi/layout.c pins it; bindgen's own layout checks
@@ -137,6 +147,11 @@ mod tests {
         assert_eq!(offset_of!(vfio_dmabuf_export, ranges), 24);
         assert_eq!(size_of::<vfio_dmabuf_revoke>(), 16);
         assert_eq!(argsz::<vfio_dmabuf_info>(), 112);
+        assert_eq!(size_of::<vfio_dmabuf_imp_import>(), 24);
+        assert_eq!(offset_of!(vfio_dmabuf_imp_import, size), 16);
+        assert_eq!(size_of::<vfio_dmabuf_imp_segment>(), 24);
+        assert_eq!(size_of::<vfio_dmabuf_imp_walk>(), 40);
+        assert_eq!(offset_of!(vfio_dmabuf_imp_walk, segments), 16);
     }
 
     #[test]
@@ -152,5 +167,6 @@ mod tests {
             VFIO_DMABUF_BAR_ABSENT,
         ];
         assert_eq!(bits, [1, 2, 4, 8, 16]);
+        assert_eq!(VFIO_DMABUF_IMP_WALK_PAGES, 1);
     }
 }

@@ -1,0 +1,247 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `bench`: how long the test importer takes to walk one exported dma-buf,
+//! stepping by `max_order` and page by page, as the importer times its walks
+//! in the kernel.
+
+use std::io::{self, Write};
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::device;
+use crate::error::Error;
+use crate::export::Exported;
+use crate::importer::{Importer, Step};
+use crate::output;
+use crate::size::human_size;
+
+/// The most pages a buffer may have for the page-by-page walks: past it they
+/// take too long to repeat.
+pub(crate) const MAX_PAGES_BY_PAGE: u64 = 1 << 20;
+
+/// What `bench` prints, and `--json` shows as is.
+#[derive(Serialize)]
+struct Report {
+    /// The exporter's character device.
+    device: PathBuf,
+    /// The function's PCI address.
+    address: String,
+    bar: u32,
+    /// The buffer's size in bytes.
+    size: u64,
+    pages: u64,
+    /// Walks of each kind.
+    repeat: u32,
+    max_order: Stats,
+    /// Null when skipped, as `page_by_page_skipped` says.
+    page_by_page: Option<Stats>,
+    /// Why the page-by-page walks were skipped.
+    page_by_page_skipped: Option<String>,
+    /// Median time page by page over median time by `max_order`.
+    ratio: Option<f64>,
+}
+
+/// The walks of one kind.
+#[derive(Debug, PartialEq, Serialize)]
+struct Stats {
+    /// `dma_buf_get_pfn_unlocked()` calls of one walk.
+    calls: u64,
+    /// Entries of the table one walk builds.
+    segments: u32,
+    median_ns: u64,
+    min_ns: u64,
+    max_ns: u64,
+}
+
+impl Stats {
+    /// Walks `repeat` times (at least once) by `step`, copying no table out.
+    fn measure(importer: &Importer, step: Step, repeat: u32) -> Result<Self, Error> {
+        let mut times = Vec::with_capacity(repeat as usize);
+        let mut last = None;
+        for _ in 0..repeat.max(1) {
+            let walk = importer.walk_counted(step)?;
+            times.push(walk.nanoseconds);
+            last = Some(walk);
+        }
+        let last = last.expect("walked at least once");
+        Ok(Self::new(last.calls, last.segments, &mut times))
+    }
+
+    /// `times` is not empty.
+    fn new(calls: u64, segments: u32, times: &mut [u64]) -> Self {
+        times.sort_unstable();
+        Self {
+            calls,
+            segments,
+            median_ns: median(times),
+            min_ns: times[0],
+            max_ns: times[times.len() - 1],
+        }
+    }
+}
+
+/// The median of sorted, non-empty `values`: the middle one, or the mean of
+/// the two middle ones.
+fn median(values: &[u64]) -> u64 {
+    let middle = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[middle]
+    } else {
+        let sum = u128::from(values[middle - 1]) + u128::from(values[middle]);
+        u64::try_from(sum / 2).unwrap_or(u64::MAX)
+    }
+}
+
+fn write_text(out: &mut dyn Write, report: &Report) -> io::Result<()> {
+    writeln!(
+        out,
+        "{} BAR{}: dma-buf of {} ({} pages), {} walk{} of each kind",
+        report.address,
+        report.bar,
+        human_size(report.size),
+        report.pages,
+        report.repeat,
+        if report.repeat == 1 { "" } else { "s" }
+    )?;
+    writeln!(
+        out,
+        "{:<10} {:>10} {:>10} {:>14} {:>14} {:>14}",
+        "walk", "calls", "segments", "median ns", "min ns", "max ns"
+    )?;
+    let mut row = |name: &str, stats: &Stats| {
+        writeln!(
+            out,
+            "{name:<10} {:>10} {:>10} {:>14} {:>14} {:>14}",
+            stats.calls, stats.segments, stats.median_ns, stats.min_ns, stats.max_ns
+        )
+    };
+    row("max_order", &report.max_order)?;
+    if let Some(stats) = &report.page_by_page {
+        row("pages", stats)?;
+    }
+    if let Some(reason) = &report.page_by_page_skipped {
+        writeln!(out, "pages: skipped: {reason}")?;
+    }
+    if let Some(ratio) = report.ratio {
+        writeln!(out, "pages/max_order: {ratio:.1}x the median time")?;
+    }
+    Ok(())
+}
+
+/// Imports `exported`, walks it `repeat` times by `max_order` and `repeat`
+/// times page by page (when it has at most [`MAX_PAGES_BY_PAGE`] pages), and
+/// prints the times.
+pub(crate) fn run(exported: &Exported, repeat: u32, json: bool) -> Result<(), Error> {
+    let importer = Importer::open()?;
+    let size = importer.import(exported.dmabuf.as_fd())?;
+    let pages = size / device::page_size();
+
+    let max_order = Stats::measure(&importer, Step::MaxOrder, repeat)?;
+    let (page_by_page, page_by_page_skipped) = if pages <= MAX_PAGES_BY_PAGE {
+        (Some(Stats::measure(&importer, Step::Pages, repeat)?), None)
+    } else {
+        let reason = format!(
+            "{pages} pages, more than {MAX_PAGES_BY_PAGE} (1 << {})",
+            MAX_PAGES_BY_PAGE.trailing_zeros()
+        );
+        (None, Some(reason))
+    };
+    let ratio = page_by_page
+        .as_ref()
+        .filter(|_| max_order.median_ns != 0)
+        .map(|stats| stats.median_ns as f64 / max_order.median_ns as f64);
+
+    let report = Report {
+        device: exported.path.clone(),
+        address: exported.address.clone(),
+        bar: exported.bar,
+        size,
+        pages,
+        repeat,
+        max_order,
+        page_by_page,
+        page_by_page_skipped,
+        ratio,
+    };
+    output::print(json, &report, |out, report| write_text(out, report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[5]), 5);
+        assert_eq!(median(&[1, 2, 9]), 2);
+        assert_eq!(median(&[1, 2, 4, 9]), 3);
+        assert_eq!(median(&[u64::MAX, u64::MAX]), u64::MAX);
+        let stats = Stats::new(8, 4, &mut [30, 10, 20, 40]);
+        assert_eq!(
+            stats,
+            Stats {
+                calls: 8,
+                segments: 4,
+                median_ns: 25,
+                min_ns: 10,
+                max_ns: 40
+            }
+        );
+    }
+
+    fn report(page_by_page: Option<Stats>) -> Report {
+        let skipped = page_by_page.is_none();
+        Report {
+            device: PathBuf::from("/dev/vfio-dmabuf/0000:00:04.0"),
+            address: "0000:00:04.0".to_owned(),
+            bar: 2,
+            size: 1 << 30,
+            pages: 1 << 18,
+            repeat: 3,
+            max_order: Stats::new(1, 1, &mut [100, 300, 200]),
+            ratio: page_by_page.as_ref().map(|p| p.median_ns as f64 / 200.0),
+            page_by_page,
+            page_by_page_skipped: skipped
+                .then(|| "4194304 pages, more than 1048576 (1 << 20)".into()),
+        }
+    }
+
+    #[test]
+    fn text() {
+        let mut text = Vec::new();
+        let pages = Stats::new(1 << 18, 1 << 18, &mut [500_000, 400_000, 600_000]);
+        write_text(&mut text, &report(Some(pages))).expect("writes to a Vec");
+        let expected = "\
+0000:00:04.0 BAR2: dma-buf of 1 GiB (262144 pages), 3 walks of each kind
+walk            calls   segments      median ns         min ns         max ns
+max_order           1          1            200            100            300
+pages          262144     262144         500000         400000         600000
+pages/max_order: 2500.0x the median time
+";
+        assert_eq!(String::from_utf8(text).expect("UTF-8"), expected);
+
+        let mut text = Vec::new();
+        write_text(&mut text, &report(None)).expect("writes to a Vec");
+        let text = String::from_utf8(text).expect("UTF-8");
+        assert!(text.ends_with(
+            "max_order           1          1            200            100            300
+pages: skipped: 4194304 pages, more than 1048576 (1 << 20)
+"
+        ));
+    }
+
+    #[test]
+    fn json() {
+        let json = serde_json::to_value(report(None)).expect("serializes");
+        assert_eq!(json["max_order"]["median_ns"], 200);
+        assert_eq!(json["max_order"]["calls"], 1);
+        assert!(json["page_by_page"].is_null());
+        assert!(json["ratio"].is_null());
+        assert!(json["page_by_page_skipped"]
+            .as_str()
+            .expect("a reason")
+            .contains("1 << 20"));
+    }
+}

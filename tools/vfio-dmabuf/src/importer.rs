@@ -1,0 +1,187 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The test importer, `/dev/vfio-dmabuf-importer`
+//! (`include/uapi/linux/vfio_dmabuf_importer.h`): each open file imports one
+//! dma-buf and walks it with `dma_buf_get_pfn_unlocked()`.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use crate::error::Error;
+use crate::uapi;
+
+/// The importer's device.
+pub(crate) const NODE: &str = "/dev/vfio-dmabuf-importer";
+
+/// How a walk steps through the buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// One call per block of `2^max_order` pages, as the exporter allows.
+    MaxOrder,
+    /// One call per page (`VFIO_DMABUF_IMP_WALK_PAGES`).
+    Pages,
+}
+
+impl Step {
+    fn flags(self) -> u32 {
+        match self {
+            Self::MaxOrder => 0,
+            Self::Pages => uapi::VFIO_DMABUF_IMP_WALK_PAGES,
+        }
+    }
+
+    /// The name the output gives the walk.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::MaxOrder => "max_order",
+            Self::Pages => "pages",
+        }
+    }
+}
+
+/// What one walk reports.
+#[derive(Debug)]
+pub(crate) struct Walk {
+    /// The importer's table, when asked for.
+    pub(crate) table: Vec<uapi::vfio_dmabuf_imp_segment>,
+    /// The entries of the importer's table.
+    pub(crate) segments: u32,
+    /// `dma_buf_get_pfn_unlocked()` calls made.
+    pub(crate) calls: u64,
+    /// Time the walk took in the kernel.
+    pub(crate) nanoseconds: u64,
+}
+
+/// One open file of the importer: one import.
+pub(crate) struct Importer {
+    file: File,
+}
+
+impl Importer {
+    pub(crate) fn open() -> Result<Self, Error> {
+        let path = Path::new(NODE);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| {
+                let missing = e.kind() == io::ErrorKind::NotFound;
+                let e = Error::os(path, "open", e);
+                if missing {
+                    e.with_hint("is the vfio_dmabuf_importer module loaded?")
+                } else {
+                    e
+                }
+            })?;
+        Ok(Self { file })
+    }
+
+    /// `VFIO_DMABUF_IMP_IMPORT`: attaches to `dmabuf`; the buffer's size in
+    /// bytes.
+    pub(crate) fn import(&self, dmabuf: BorrowedFd<'_>) -> Result<u64, Error> {
+        let mut arg = uapi::vfio_dmabuf_imp_import {
+            argsz: uapi::argsz::<uapi::vfio_dmabuf_imp_import>(),
+            fd: dmabuf.as_raw_fd(),
+            ..Default::default()
+        };
+        // SAFETY: the file is open for the lifetime of `self`; IMPORT reads
+        // and writes `arg`, a valid `struct vfio_dmabuf_imp_import` of the
+        // size the request encodes, which holds no address.
+        let ret = unsafe {
+            libc::ioctl(
+                self.file.as_raw_fd(),
+                libc::Ioctl::from(uapi::VFIO_DMABUF_IMP_IMPORT),
+                &raw mut arg,
+            )
+        };
+        if ret < 0 {
+            return Err(Error::os(
+                Path::new(NODE),
+                "VFIO_DMABUF_IMP_IMPORT",
+                io::Error::last_os_error(),
+            ));
+        }
+        Ok(arg.size)
+    }
+
+    /// `VFIO_DMABUF_IMP_WALK` once, with room for `room` entries of the
+    /// table (none: the kernel writes no table, only counts it).
+    fn walk_once(&self, step: Step, room: usize) -> Result<Walk, Error> {
+        let room = u32::try_from(room).unwrap_or(u32::MAX);
+        let mut table = vec![uapi::vfio_dmabuf_imp_segment::default(); room as usize];
+        let mut arg = uapi::vfio_dmabuf_imp_walk {
+            argsz: uapi::argsz::<uapi::vfio_dmabuf_imp_walk>(),
+            flags: step.flags(),
+            nr_segments: room,
+            segments: if room == 0 {
+                0
+            } else {
+                table.as_mut_ptr() as u64
+            },
+            ..Default::default()
+        };
+        // SAFETY: the file is open for the lifetime of `self`; WALK reads and
+        // writes `arg`, a valid `struct vfio_dmabuf_imp_walk` of the size the
+        // request encodes, and writes at most `nr_segments` entries at
+        // `segments`, which is 0 or the start of `table`, a live vector of
+        // that many entries that nothing else borrows; any bytes make valid
+        // entries.
+        let ret = unsafe {
+            libc::ioctl(
+                self.file.as_raw_fd(),
+                libc::Ioctl::from(uapi::VFIO_DMABUF_IMP_WALK),
+                &raw mut arg,
+            )
+        };
+        if ret < 0 {
+            return Err(Error::os(
+                Path::new(NODE),
+                "VFIO_DMABUF_IMP_WALK",
+                io::Error::last_os_error(),
+            ));
+        }
+        table.truncate(arg.nr_segments.min(room) as usize);
+        Ok(Walk {
+            table,
+            segments: arg.nr_segments,
+            calls: arg.calls,
+            nanoseconds: arg.nanoseconds,
+        })
+    }
+
+    /// Walks the buffer and counts the table without copying it out, for
+    /// timing.
+    pub(crate) fn walk_counted(&self, step: Step) -> Result<Walk, Error> {
+        self.walk_once(step, 0)
+    }
+
+    /// Walks the buffer and copies out the whole table. `expected` entries
+    /// make the first guess at the room needed; a table that turns out
+    /// larger is walked again with the room it needs.
+    pub(crate) fn walk_table(&self, step: Step, expected: usize) -> Result<Walk, Error> {
+        let mut room = expected.max(1);
+        loop {
+            let walk = self.walk_once(step, room)?;
+            if walk.segments as usize <= room {
+                return Ok(walk);
+            }
+            room = walk.segments as usize;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_flags() {
+        assert_eq!(Step::MaxOrder.flags(), 0);
+        assert_eq!(Step::Pages.flags(), 1);
+        assert_eq!(Step::Pages.name(), "pages");
+    }
+}
