@@ -53,5 +53,17 @@ for d in /sys/bus/pci/devices/*; do
 done
 ls -l /dev/vfio-dmabuf/
 target/release/vfio-dmabuf list || fail=1
+
+insmod tests/importer/vfio_dmabuf_importer.ko || fail=1
+edu=$(grep -l 0x11e8 /sys/bus/pci/devices/*/device | head -n 1 | xargs dirname | xargs basename)
+ivshmem=$(grep -l 0x1110 /sys/bus/pci/devices/*/device | head -n 1 | xargs dirname | xargs basename)
+step "export edu BAR0 (1 MiB) and walk it through the importer"
+target/release/vfio-dmabuf export "$edu" --bar 0 || fail=1
+step "export a multi-range ivshmem slice at odd pages, and walk it"
+target/release/vfio-dmabuf export "$ivshmem" --bar 2 0x5000:0x4000 6M:2M 0x3ffff000:4K || fail=1
+step "revoke edu BAR0, then restore it"
+target/release/vfio-dmabuf revoke "$edu" --bar 0 || fail=1
+target/release/vfio-dmabuf restore "$edu" --bar 0 || fail=1
+rmmod vfio_dmabuf_importer || fail=1
 rmmod vfio_dmabuf || fail=1
 exit $fail
