@@ -27,7 +27,11 @@ fn bar_and_ranges() -> impl Strategy<Value = (u64, u64, Vec<ByteRange>)> {
                 length: len << PAGE_SHIFT,
             }
         });
-        (Just(bar_pfn), Just(bar_pages << PAGE_SHIFT), prop::collection::vec(range, n))
+        (
+            Just(bar_pfn),
+            Just(bar_pages << PAGE_SHIFT),
+            prop::collection::vec(range, n),
+        )
     })
 }
 
@@ -158,26 +162,69 @@ fn range_count_limits() {
     assert_eq!(range::check_count(0), Err(RequestError::NoRanges));
     assert_eq!(range::check_count(1), Ok(1));
     assert_eq!(range::check_count(MAX_RANGES as u64), Ok(MAX_RANGES));
-    assert_eq!(range::check_count(MAX_RANGES as u64 + 1), Err(RequestError::TooManyRanges));
-    assert_eq!(range::check_count(u64::MAX), Err(RequestError::TooManyRanges));
-    let too_many = vec![ByteRange { offset: 0, length: PAGE_SIZE }; MAX_RANGES + 1];
-    let mut segments = vec![Segment { pgoff: 0, pages: 0, pfn: 0 }; MAX_RANGES + 1];
-    assert_eq!(range::layout(&too_many, PAGE_SIZE, 0, &mut segments), Err(RequestError::TooManyRanges));
+    assert_eq!(
+        range::check_count(MAX_RANGES as u64 + 1),
+        Err(RequestError::TooManyRanges)
+    );
+    assert_eq!(
+        range::check_count(u64::MAX),
+        Err(RequestError::TooManyRanges)
+    );
+    let too_many = vec![
+        ByteRange {
+            offset: 0,
+            length: PAGE_SIZE
+        };
+        MAX_RANGES + 1
+    ];
+    let mut segments = vec![
+        Segment {
+            pgoff: 0,
+            pages: 0,
+            pfn: 0
+        };
+        MAX_RANGES + 1
+    ];
+    assert_eq!(
+        range::layout(&too_many, PAGE_SIZE, 0, &mut segments),
+        Err(RequestError::TooManyRanges)
+    );
 }
 
 /// The devices of the guest tests, worked by hand.
 #[test]
 fn whole_bars_are_one_block() {
     // edu: a 1 MiB BAR, 1 MiB aligned: one block of order 8.
-    let (s, total) = build(0xfea00, 1 << 20, &[ByteRange { offset: 0, length: 1 << 20 }]);
+    let (s, total) = build(
+        0xfea00,
+        1 << 20,
+        &[ByteRange {
+            offset: 0,
+            length: 1 << 20,
+        }],
+    );
     assert_eq!(total, 256);
     assert_eq!(lookup(&s, 0), (0xfea00, 8));
     assert_eq!(lookup(&s, 255), (0xfeaff, 8));
     // ivshmem: a 1 GiB BAR at 1 GiB alignment: order 18 everywhere.
-    let (s, _) = build(0x40_0000, 1 << 30, &[ByteRange { offset: 0, length: 1 << 30 }]);
+    let (s, _) = build(
+        0x40_0000,
+        1 << 30,
+        &[ByteRange {
+            offset: 0,
+            length: 1 << 30,
+        }],
+    );
     assert_eq!(lookup(&s, 12345), (0x40_0000 + 12345, 18));
     // pci-testdev: 16 GiB: order 22.
-    let (s, _) = build(0x400_0000, 16 << 30, &[ByteRange { offset: 0, length: 16 << 30 }]);
+    let (s, _) = build(
+        0x400_0000,
+        16 << 30,
+        &[ByteRange {
+            offset: 0,
+            length: 16 << 30,
+        }],
+    );
     assert_eq!(lookup(&s, 0).1, 22);
 }
 
@@ -190,8 +237,14 @@ fn unaligned_slices_split() {
         0x100,
         16 * PAGE_SIZE,
         &[
-            ByteRange { offset: PAGE_SIZE, length: 3 * PAGE_SIZE },
-            ByteRange { offset: 8 * PAGE_SIZE, length: 8 * PAGE_SIZE },
+            ByteRange {
+                offset: PAGE_SIZE,
+                length: 3 * PAGE_SIZE,
+            },
+            ByteRange {
+                offset: 8 * PAGE_SIZE,
+                length: 8 * PAGE_SIZE,
+            },
         ],
     );
     assert_eq!(total, 11);
@@ -199,7 +252,14 @@ fn unaligned_slices_split() {
     assert_eq!(lookup(&s, 3), (0x108, 0));
     // One range at page 4, four pages, BAR at frame 0x100: buffer pages
     // 0..4 -> frames 0x104..0x108: skew 0x104, aligned to 4: one block.
-    let (s, _) = build(0x100, 16 * PAGE_SIZE, &[ByteRange { offset: 4 * PAGE_SIZE, length: 4 * PAGE_SIZE }]);
+    let (s, _) = build(
+        0x100,
+        16 * PAGE_SIZE,
+        &[ByteRange {
+            offset: 4 * PAGE_SIZE,
+            length: 4 * PAGE_SIZE,
+        }],
+    );
     assert_eq!(lookup(&s, 2), (0x106, 2));
     assert_eq!(range::find(&s, 4), None);
 }

@@ -24,7 +24,9 @@ pub(crate) fn max_order(s: &Segment, p: u64) -> u32 {
 
 /// The segment holding page p, by linear search.
 pub(crate) fn find(segments: &[Segment], p: u64) -> Option<usize> {
-    segments.iter().position(|s| s.pgoff <= p && p < s.pgoff + s.pages)
+    segments
+        .iter()
+        .position(|s| s.pgoff <= p && p < s.pgoff + s.pages)
 }
 
 /// Greedy aligned decomposition of a segment: from its start, each time the
