@@ -75,7 +75,7 @@ pub(crate) struct Function {
     states: [AtomicU8; NUM_BARS],
     /// Set once the function is unbound or removed.
     gone: AtomicBool,
-    exports: Arc<ExportList>,
+    exports: Arc<ExportList<Buffer>>,
 }
 
 impl Function {
@@ -114,10 +114,7 @@ impl Function {
             return Err(ENODEV);
         }
         self.states[bar].store(new as u8, Ordering::Relaxed);
-        exports.for_each(|dmabuf| {
-            let Some(buffer) = dmabuf.exporter_data::<Buffer>() else {
-                return;
-            };
+        exports.for_each(|dmabuf, buffer| {
             if buffer.bar != bar {
                 return;
             }
