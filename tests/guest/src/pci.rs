@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use vfio_dmabuf_uapi::sysfs::{parse_hex, parse_line};
+
 use crate::sys;
 
 /// Where sysfs lists the PCI functions.
@@ -63,24 +65,11 @@ pub(crate) fn parse_resources(text: &str) -> Result<[Resource; NUM_BARS], String
         let line = lines
             .next()
             .ok_or_else(|| format!("{index} lines, expected at least {NUM_BARS}"))?;
-        let fields: Vec<u64> = line
-            .split_whitespace()
-            .map(parse_hex)
-            .collect::<Result<_, _>>()
-            .map_err(|e| format!("line {}: {e}", index + 1))?;
-        let [start, end, flags] = fields[..] else {
-            return Err(format!("line {}: {line:?}: not 3 fields", index + 1));
-        };
+        let [start, end, flags] =
+            parse_line(line).map_err(|e| format!("line {}: {e}", index + 1))?;
         *bar = Resource { start, end, flags };
     }
     Ok(bars)
-}
-
-fn parse_hex(field: &str) -> Result<u64, String> {
-    let digits = field
-        .strip_prefix("0x")
-        .ok_or_else(|| format!("{field:?}: not hexadecimal"))?;
-    u64::from_str_radix(digits, 16).map_err(|e| format!("{field:?}: {e}"))
 }
 
 /// A PCI function of the guest, by its address (`0000:01:00.0`).

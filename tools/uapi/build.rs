@@ -1,38 +1,60 @@
 // SPDX-License-Identifier: GPL-2.0
 
-// The half of a build script that turns the uAPI headers into Rust, shared
-// by every user-space crate that speaks the uAPI (`tools/vfio-dmabuf`,
-// `tests/guest`): each `build.rs` takes it in with `include!`, so the
-// structures stay written once, in the headers. bindgen generates the
-// structures and constants; a small C program, compiled against the same
-// headers, prints the ioctl request numbers, whose `_IOW()`/`_IOWR()`
-// macros bindgen cannot evaluate.
-//
-// bindgen loads libclang at run time from `LIBCLANG_PATH`; when that is
-// unset, Debian's LLVM 19 (`/usr/lib/llvm-19/lib`, which `make setup`
-// installs) is used if present. The C compiler is `$CC`, else `cc`.
-//
-// Plain comments, not `//!`: the text lands in the middle of a build script.
+//! Generates the bindings of the exporter's uAPI
+//! (`include/uapi/linux/vfio_dmabuf.h`) and the test importer's
+//! (`include/uapi/linux/vfio_dmabuf_importer.h`), so the structures are
+//! written once, in the headers: bindgen generates the structures and
+//! constants; a small C program (`ioctls.c`), compiled against the same
+//! headers, prints the ioctl request numbers, whose `_IOW()`/`_IOWR()`
+//! macros bindgen cannot evaluate.
+//!
+//! bindgen loads libclang at run time from `LIBCLANG_PATH`; when that is
+//! unset, Debian's LLVM 19 (`/usr/lib/llvm-19/lib`, which `make setup`
+//! installs) is used if present. The C compiler is `$CC`, else `cc`.
+
+use std::env;
+use std::path::PathBuf;
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
+    let uapi_dir = uapi_dir(&manifest_dir);
+    let exporter = uapi_dir.join("linux/vfio_dmabuf.h");
+    let importer = uapi_dir.join("linux/vfio_dmabuf_importer.h");
+    let ioctls_c = manifest_dir.join("ioctls.c");
+
+    rerun_if_changed(&[&exporter, &importer, &ioctls_c]);
+    println!("cargo::rustc-check-cfg=cfg(ioctls_from_c)");
+
+    bindings(&[&exporter, &importer], &uapi_dir, &out_dir.join("uapi.rs"));
+    // The crate computes the tool's numbers itself (src/lib.rs); the C
+    // compiler's (`from_c`), which tests/guest uses and the tests compare
+    // with those, exist only when the program can run here, i.e. when not
+    // cross-compiling (`cfg(ioctls_from_c)` unset otherwise).
+    if ioctls_from_c(&ioctls_c, &uapi_dir, &out_dir).is_some() {
+        println!("cargo::rustc-cfg=ioctls_from_c");
+    } else {
+        println!(
+            "cargo::warning=cross-compiling: ioctl numbers not checked against C, no `from_c`"
+        );
+    }
+}
 
 /// Where libclang is looked for when `LIBCLANG_PATH` is unset.
 const DEFAULT_LIBCLANG_PATH: &str = "/usr/lib/llvm-19/lib";
 
-/// The repository's `include/uapi`, seen from a crate two levels below the
-/// top (`tools/<name>`, `tests/<name>`).
+/// The repository's `include/uapi`, seen from this crate (`tools/uapi`).
 fn uapi_dir(manifest_dir: &std::path::Path) -> std::path::PathBuf {
     manifest_dir.join("../../include/uapi")
 }
 
 /// Tells cargo to run the build script again when any of `paths`, this
 /// file, or the environment that finds the compilers changes.
-fn rerun_if_changed(manifest_dir: &std::path::Path, paths: &[&std::path::Path]) {
+fn rerun_if_changed(paths: &[&std::path::Path]) {
     for path in paths {
         println!("cargo::rerun-if-changed={}", path.display());
     }
-    println!(
-        "cargo::rerun-if-changed={}",
-        manifest_dir.join("../../tools/uapi_build.rs").display()
-    );
+    println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rerun-if-env-changed=LIBCLANG_PATH");
     println!("cargo::rerun-if-env-changed=CC");
 }

@@ -3,14 +3,15 @@
  * Prints the ioctl request numbers of the exporter's and the test importer's
  * uAPI as Rust constants, as the C compiler computes them from the headers'
  * _IOW() and _IOWR() macros, which bindgen cannot evaluate. build.rs runs
- * it; the tests use these numbers and no others.
+ * it; tests/guest uses these numbers and no others, tools/vfio-dmabuf
+ * compares them with its own.
  */
 #include <stdio.h>
 #include <linux/vfio_dmabuf.h>
 #include <linux/vfio_dmabuf_importer.h>
 
 #define PRINT_AS(name, value) \
-	printf("pub(crate) const %s: u32 = %#x;\n", name, (unsigned int)(value))
+	printf("pub const %s: u32 = %#x;\n", name, (unsigned int)(value))
 #define PRINT(name) PRINT_AS(#name, name)
 
 int main(void)
