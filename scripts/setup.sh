@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install everything the build and the tests need, idempotently: Debian
-# packages, bindgen-cli (crates.io), virtme-ng (PyPI, in a venv) and the
+# packages, bindgen-cli (cargo install), virtme-ng (pip, in a venv) and the
 # kernel source.  A second run checks and does nothing.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
