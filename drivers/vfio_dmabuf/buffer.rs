@@ -11,7 +11,8 @@ use kernel::{
     dma_buf::{
         AttachmentRef,
         Exporter,
-        Pfn, //
+        Pfn,
+        ResvGuard, //
     },
     prelude::*,
     sync::ArcBorrow, //
@@ -68,9 +69,9 @@ impl Buffer {
         State::from_u8(self.state.load(Ordering::Relaxed))
     }
 
-    /// Caller holds the buffer's reservation lock (the guard proves it at the
-    /// call site, see `Function::set_state`).
-    pub(crate) fn set_state(&self, state: State) {
+    /// Changes the state; `_resv` proves the buffer's reservation lock is held,
+    /// so that no `get_pfn` runs meanwhile.
+    pub(crate) fn set_state(&self, _resv: &ResvGuard<'_>, state: State) {
         self.state.store(state as u8, Ordering::Relaxed);
     }
 }

@@ -122,7 +122,7 @@ impl Function {
             if buffer.state() == new {
                 return;
             }
-            buffer.set_state(new);
+            buffer.set_state(&resv, new);
             if new != State::Live {
                 resv.invalidate_mappings();
                 resv.wait_fences();
@@ -154,17 +154,12 @@ impl Function {
     /// Exports `ranges` of `bar` as a new dma-buf and returns its fd.
     pub(crate) fn export(&self, bar: usize, ranges: &[ByteRange], open_flags: u32) -> Result<i32> {
         let desc = *self.memory_bar(bar)?;
-        let mut segments = KVec::with_capacity(ranges.len(), GFP_KERNEL)?;
-        for _ in ranges {
-            segments.push(
-                Segment {
-                    pgoff: 0,
-                    pages: 0,
-                    pfn: 0,
-                },
-                GFP_KERNEL,
-            )?;
-        }
+        let empty = Segment {
+            pgoff: 0,
+            pages: 0,
+            pfn: 0,
+        };
+        let mut segments = KVec::from_elem(empty, ranges.len(), GFP_KERNEL)?;
         let pages =
             range::layout(ranges, desc.size, desc.pfn, &mut segments).map_err(request_errno)?;
         let size = usize::try_from(pages << PAGE_SHIFT).map_err(|_| EOVERFLOW)?;

@@ -90,9 +90,9 @@ fn check_zero_tail(arg: usize, offset: usize, len: usize) -> Result {
     Ok(())
 }
 
-/// Reads `argsz` and `flags`, and checks them against a structure of `size`
-/// bytes (which may be followed by `extra` bytes of variable part).
-fn head(arg: usize, size: usize) -> Result<(usize, u32)> {
+/// Reads `argsz` and `flags` and checks them against a structure of `size`
+/// bytes: `argsz` at least `size`, `flags` zero. Returns `argsz`.
+fn head(arg: usize, size: usize) -> Result<usize> {
     let mut reader = at(arg, 0, 8)?.reader();
     let argsz: u32 = reader.read()?;
     let flags: u32 = reader.read()?;
@@ -100,11 +100,11 @@ fn head(arg: usize, size: usize) -> Result<(usize, u32)> {
     if argsz < size || flags != 0 {
         return Err(EINVAL);
     }
-    Ok((argsz, flags))
+    Ok(argsz)
 }
 
 fn info(function: &Function, arg: usize) -> Result {
-    let (argsz, _) = head(arg, INFO_SIZE)?;
+    let argsz = head(arg, INFO_SIZE)?;
     check_zero_tail(arg, INFO_SIZE, argsz - INFO_SIZE)?;
     if function.is_gone() {
         return Err(ENODEV);
@@ -121,7 +121,7 @@ fn info(function: &Function, arg: usize) -> Result {
 }
 
 fn export(function: &Function, arg: usize) -> Result<i32> {
-    let (argsz, _) = head(arg, EXPORT_SIZE)?;
+    let argsz = head(arg, EXPORT_SIZE)?;
     let mut reader = at(arg, 8, EXPORT_SIZE - 8)?.reader();
     let region_index: u32 = reader.read()?;
     let open_flags: u32 = reader.read()?;
@@ -153,7 +153,7 @@ fn export(function: &Function, arg: usize) -> Result<i32> {
 }
 
 fn change(function: &Function, arg: usize, state: State) -> Result {
-    let (argsz, _) = head(arg, REVOKE_SIZE)?;
+    let argsz = head(arg, REVOKE_SIZE)?;
     let mut reader = at(arg, 8, REVOKE_SIZE - 8)?.reader();
     let region_index: u32 = reader.read()?;
     let reserved: u32 = reader.read()?;

@@ -12,7 +12,6 @@ import re
 import sys
 
 RESULT = re.compile(r"^(?P<indent>\s*)(?P<ok>not ok|ok) (?P<num>\d+)\s*(?:-\s*)?(?P<name>[^#]*?)\s*(?:#\s*(?P<directive>\w+)(?P<reason>.*))?$")
-PLAN = re.compile(r"^(?P<indent>\s*)1\.\.(?P<n>\d+)")
 SUBTEST = re.compile(r"^\s*#\s*Subtest:\s*(?P<name>.+)$")
 
 

@@ -60,6 +60,7 @@ qemu_opts=(
 # KVM only when it is seen to boot this kernel on this machine; the verdict
 # is kept for the machine's current boot.
 accel=(--disable-kvm)
+accel_name=tcg
 if [ -r /dev/kvm ] && [ -w /dev/kvm ] && [ "${VFIO_DMABUF_TCG:-}" != 1 ]; then
 	probe=$CACHE/kvm-probe.$(cat /proc/sys/kernel/random/boot_id)
 	if [ ! -f "$probe" ]; then
@@ -72,11 +73,14 @@ if [ -r /dev/kvm ] && [ -w /dev/kvm ] && [ "${VFIO_DMABUF_TCG:-}" != 1 ]; then
 			echo tcg >"$probe"
 		fi
 	fi
-	[ "$(cat "$probe")" = kvm ] && accel=()
+	if [ "$(cat "$probe")" = kvm ]; then
+		accel=()
+		accel_name=kvm
+	fi
 fi
-echo "${accel[*]:-kvm}" | sed 's/--disable-kvm/tcg/' >"$out/accel"
+echo "$accel_name" >"$out/accel"
 
-note "booting $flavor kernel ($(cat "$out/accel")): $*"
+note "booting $flavor kernel ($accel_name): $*"
 start=$(date +%s)
 set +e
 VM_OUT=$out timeout -k 10 "$timeout_s" "$VENV/bin/vng" --run "$kernel" \

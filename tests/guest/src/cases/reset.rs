@@ -9,12 +9,10 @@
 use std::os::fd::{AsFd, OwnedFd};
 
 use super::export::{check_walk, export_and_import};
-use super::revoke::{expect_invalidations, exporter, whole};
+use super::revoke::{expect_invalidations, export_revoked, exporter, refuses_page_frames, whole};
 use super::{case, ensure, must, refused, Case, Context, Outcome, Shared, Which};
 use crate::expect::Buffer;
-use crate::exporter::ExportRequest;
 use crate::importer::Importer;
-use crate::sys;
 
 /// The BAR exported: edu's only one.
 const BAR: u32 = 0;
@@ -44,10 +42,7 @@ pub(super) fn cases() -> Vec<Case> {
         ),
         step(
             "WALK and GET_PFN fail with ENODEV after the reset",
-            |_, r| {
-                refused("WALK", r.importer.walk(0, 16), libc::ENODEV)?;
-                refused("GET_PFN of page 0", r.importer.get_pfn(0), libc::ENODEV)
-            },
+            |_, r| refuses_page_frames(&r.importer),
         ),
         step("a new import fails with ENODEV after the reset", |_, r| {
             let importer = Importer::open()?;
@@ -55,19 +50,7 @@ pub(super) fn cases() -> Vec<Case> {
         }),
         step(
             "EXPORT after the reset succeeds with a revoked buffer",
-            |ctx, r| {
-                let request = ExportRequest::new(BAR, &whole(ctx)?);
-                let late = must("EXPORT", exporter(ctx)?.export(&request))?;
-                let size = must(
-                    "lseek(SEEK_END) on the dma-buf",
-                    sys::file_size(late.as_fd()),
-                )?;
-                let importer = Importer::open()?;
-                let import = importer.import(late.as_fd());
-                r.late = Some(late);
-                ensure!(size == r.buffer.size(), "the dma-buf is {size:#x} bytes");
-                refused("IMPORT of the new buffer", import, libc::ENODEV)
-            },
+            |ctx, r| export_revoked(ctx, &r.buffer, &mut r.late),
         ),
         case(
             "edu reset: RESTORE brings back the same page frames",

@@ -43,8 +43,7 @@ pub(super) fn cases() -> Vec<Case> {
             move |ctx| revoke_first(ctx, &first),
         ),
         step("WALK and GET_PFN fail with ENODEV while revoked", |_, r| {
-            refused("WALK", r.importer.walk(0, 16), libc::ENODEV)?;
-            refused("GET_PFN of page 0", r.importer.get_pfn(0), libc::ENODEV)
+            refuses_page_frames(&r.importer)
         }),
         step("a new import fails with ENODEV while revoked", |_, r| {
             let importer = Importer::open()?;
@@ -59,19 +58,7 @@ pub(super) fn cases() -> Vec<Case> {
         ),
         step(
             "EXPORT from a revoked BAR succeeds with a revoked buffer",
-            |ctx, r| {
-                let request = ExportRequest::new(BAR, &whole(ctx)?);
-                let late = must("EXPORT", exporter(ctx)?.export(&request))?;
-                let size = must(
-                    "lseek(SEEK_END) on the dma-buf",
-                    sys::file_size(late.as_fd()),
-                )?;
-                let importer = Importer::open()?;
-                let import = importer.import(late.as_fd());
-                r.late = Some(late);
-                ensure!(size == r.buffer.size(), "the dma-buf is {size:#x} bytes");
-                refused("IMPORT of the new buffer", import, libc::ENODEV)
-            },
+            |ctx, r| export_revoked(ctx, &r.buffer, &mut r.late),
         ),
         step(
             "RESTORE brings back the same page frames, for both buffers",
@@ -123,6 +110,30 @@ pub(super) fn cases() -> Vec<Case> {
 }
 
 /// edu's character device.
+/// WALK and GET_PFN are refused with ENODEV: the exports are not live.
+pub(super) fn refuses_page_frames(importer: &Importer) -> Outcome {
+    refused("WALK", importer.walk(0, 16), libc::ENODEV)?;
+    refused("GET_PFN of page 0", importer.get_pfn(0), libc::ENODEV)
+}
+
+/// EXPORT of the whole BAR while its exports are revoked succeeds, at the
+/// size of `buffer`, and the new buffer cannot be imported. The new buffer is
+/// kept in `late` (before anything is checked) for the cases that follow.
+pub(super) fn export_revoked(
+    ctx: &Context,
+    buffer: &Buffer,
+    late: &mut Option<OwnedFd>,
+) -> Outcome {
+    let request = ExportRequest::new(BAR, &whole(ctx)?);
+    let fd = must("EXPORT", exporter(ctx)?.export(&request))?;
+    let size = must("lseek(SEEK_END) on the dma-buf", sys::file_size(fd.as_fd()))?;
+    let importer = Importer::open()?;
+    let import = importer.import(fd.as_fd());
+    *late = Some(fd);
+    ensure!(size == buffer.size(), "the dma-buf is {size:#x} bytes");
+    refused("IMPORT of the new buffer", import, libc::ENODEV)
+}
+
 pub(super) fn exporter(ctx: &Context) -> Result<&crate::exporter::Exporter, Failure> {
     Ok(&ctx.device(Which::Edu)?.exporter)
 }
