@@ -3,7 +3,10 @@
 //! A test importer of page-frame-only dma-bufs
 //! (`include/uapi/linux/vfio_dmabuf_importer.h`): attaches without a device,
 //! walks a buffer with `dma_buf_get_pfn_unlocked()`, keeps the table it built,
-//! and drops it when the exporter invalidates the attachment.
+//! and drops it when the exporter invalidates the attachment. It maps the
+//! buffer's page frames into user space from that table (uncached, with huge
+//! entries where the blocks allow) and zaps the mappings on invalidation, so
+//! a test can prove a page frame right by touching the device behind it.
 
 use core::sync::atomic::{
     AtomicU64, //
@@ -22,6 +25,17 @@ use kernel::{
         MiscDeviceOptions,
         MiscDeviceRegistration, //
     },
+    mm::{
+        pfnmap::{
+            AddressSpace,
+            VmFault,
+            VmFaultResult,
+            PMD_ORDER,
+            PUD_ORDER, //
+        },
+        virt::VmaNew,
+    },
+    page::PAGE_SIZE,
     new_mutex,
     prelude::*,
     sync::{
@@ -42,7 +56,7 @@ use kernel::{
 const IMPORT_SIZE: usize = 24;
 const WALK_SIZE: usize = 40;
 const PFN_SIZE: usize = 32;
-const COUNTERS_SIZE: usize = 40;
+const COUNTERS_SIZE: usize = 64;
 const SEGMENT_SIZE: usize = 24;
 const WALK_PAGES: u32 = 1 << 0;
 
@@ -59,23 +73,53 @@ struct Segment {
     order: u32,
 }
 
+impl Segment {
+    /// The block of `2^order` pages that `pgoff` lies in, given its page
+    /// frame. An exporter that breaks the block contract is refused, never
+    /// trusted with arithmetic.
+    fn containing(pgoff: usize, pfn: usize, order: u32) -> Result<Self> {
+        let order = order.min(usize::BITS - 1);
+        let first = pgoff & !((1usize << order) - 1);
+        Ok(Segment {
+            pgoff: first as u64,
+            pfn: pfn.checked_sub(pgoff - first).ok_or(EINVAL)? as u64,
+            order,
+        })
+    }
+
+    fn end(&self) -> u64 {
+        self.pgoff.saturating_add(1u64 << self.order.min(63))
+    }
+}
+
 /// What the exporter's `invalidate_mappings` reaches.
 #[pin_data]
 struct Table {
-    /// Built by the last walk; emptied on invalidation. Taken under the
-    /// buffer's reservation lock (invalidation holds it; a walk takes it to
-    /// store its result), never the other way round.
+    /// Built by the last walk, or entry by entry by faults; sorted by
+    /// `pgoff`; emptied on invalidation. Changed only under the buffer's
+    /// reservation lock (invalidation holds it; a walk or a fault takes it),
+    /// and taken inside it, never the other way round.
     #[pin]
     segments: Mutex<KVec<Segment>>,
     invalidations: AtomicU64,
+    /// The user mappings of the importing file, zapped on invalidation.
+    mappings: Arc<AddressSpace>,
 }
 
 #[vtable]
 impl Importer for Table {
     fn invalidate_mappings(this: ArcBorrow<'_, Self>) {
         this.segments.lock().clear();
+        this.mappings.zap_all();
         this.invalidations.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// The entry of a sorted table that covers `pgoff`.
+fn lookup(segments: &[Segment], pgoff: u64) -> Option<Segment> {
+    let after = segments.partition_point(|s| s.pgoff <= pgoff);
+    let s = *segments.get(after.checked_sub(1)?)?;
+    (pgoff < s.end()).then_some(s)
 }
 
 struct Import {
@@ -83,13 +127,17 @@ struct Import {
     table: Arc<Table>,
     walks: u64,
     calls: u64,
+    /// Entries installed by faults: PTE, PMD, PUD.
+    faults: [u64; 3],
 }
 
-/// An open file of the importer's device: at most one import.
+/// An open file of the importer's device: at most one import, and the
+/// address space its mappings live in.
 #[pin_data]
 struct ImporterFile {
     #[pin]
     import: Mutex<Option<Import>>,
+    mappings: Arc<AddressSpace>,
 }
 
 fn user(arg: usize, len: usize) -> UserSlice {
@@ -123,14 +171,17 @@ impl ImporterFile {
             return Err(EINVAL);
         }
         let mut import = self.import.lock();
-        // A new import replaces the old one, detached first.
+        // A new import replaces the old one, detached first; no mapping of
+        // the old buffer survives it.
         *import = None;
+        self.mappings.zap_all();
         let buf = DmaBuf::from_fd(fd)?;
         let size = buf.size() as u64;
         let table = Arc::pin_init(
             pin_init!(Table {
                 segments <- new_mutex!(KVec::new()),
                 invalidations: AtomicU64::new(0),
+                mappings: self.mappings.clone(),
             }),
             GFP_KERNEL,
         )?;
@@ -140,6 +191,7 @@ impl ImporterFile {
             table,
             walks: 0,
             calls: 0,
+            faults: [0; 3],
         });
         drop(import);
         let mut writer = user_at(arg, 16, IMPORT_SIZE - 16)?.writer();
@@ -179,24 +231,13 @@ impl ImporterFile {
             let order = if flags & WALK_PAGES != 0 {
                 0
             } else {
-                pfn.max_order.min(usize::BITS - 1)
+                pfn.max_order
             };
             // The block containing pgoff; a walk from page 0 lands on block
             // starts, so this is pgoff itself.
-            let block = 1usize << order;
-            let first = pgoff & !(block - 1);
-            // An exporter that breaks the block contract is refused, never
-            // trusted with arithmetic.
-            let first_pfn = pfn.pfn.checked_sub(pgoff - first).ok_or(EINVAL)?;
-            table.push(
-                Segment {
-                    pgoff: first as u64,
-                    pfn: first_pfn as u64,
-                    order,
-                },
-                GFP_KERNEL,
-            )?;
-            pgoff = first.checked_add(block).ok_or(EOVERFLOW)?;
+            let segment = Segment::containing(pgoff, pfn.pfn, order)?;
+            table.push(segment, GFP_KERNEL)?;
+            pgoff = usize::try_from(segment.end()).map_err(|_| EOVERFLOW)?;
         }
         let nanoseconds = start.elapsed().as_nanos();
         import.calls += calls;
@@ -263,6 +304,9 @@ impl ImporterFile {
             import.calls,
             import.table.invalidations.load(Ordering::Relaxed),
             import.table.segments.lock().len() as u64,
+            import.faults[0],
+            import.faults[1],
+            import.faults[2],
         ];
         drop(guard);
         let mut writer = user_at(arg, 8, COUNTERS_SIZE - 8)?.writer();
@@ -270,6 +314,94 @@ impl ImporterFile {
             writer.write(&v)?;
         }
         Ok(0)
+    }
+
+    /// Maps the page frames behind buffer pages `vm_pgoff..` on fault.
+    fn mmap(&self, vma: &VmaNew) -> Result {
+        let guard = self.import.lock();
+        let import = guard.as_ref().ok_or(ENOENT)?;
+        let pages = import.attachment.buffer().size() / PAGE_SIZE;
+        let len = (vma.end() - vma.start()) / PAGE_SIZE;
+        let end = vma.pgoff().checked_add(len).ok_or(EINVAL)?;
+        if end > pages {
+            return Err(EINVAL);
+        }
+        vma.set_pfnmap()?;
+        vma.set_noncached();
+        Ok(())
+    }
+
+    /// Installs the entry a fault asks for from the table, filling the table
+    /// first if the entry is missing. The reservation lock is held from the
+    /// lookup to the insertion, so an invalidation either comes before (and
+    /// the exporter refuses the page frame: SIGBUS) or after (and zaps what
+    /// was inserted).
+    fn fault(&self, vmf: &VmFault<'_>) -> VmFaultResult {
+        let order = vmf.order();
+        let huge = order > 0;
+        let fallback = if huge {
+            VmFaultResult::FALLBACK
+        } else {
+            VmFaultResult::SIGBUS
+        };
+        let mut guard = self.import.lock();
+        let Some(import) = Option::as_mut(&mut *guard) else {
+            return VmFaultResult::SIGBUS;
+        };
+        let pages = import.attachment.buffer().size() / PAGE_SIZE;
+        let pgoff = vmf.pgoff();
+        let block = 1usize << order;
+        if pgoff % block != 0 || pgoff.checked_add(block).is_none_or(|end| end > pages) {
+            return fallback;
+        }
+
+        let resv = import.attachment.buffer().lock();
+        let mut segments = import.table.segments.lock();
+        let segment = match lookup(&segments, pgoff as u64) {
+            Some(segment) => segment,
+            None => {
+                import.calls += 1;
+                let found = import
+                    .attachment
+                    .get_pfn(&resv, pgoff)
+                    .and_then(|pfn| Segment::containing(pgoff, pfn.pfn, pfn.max_order));
+                let segment = match found {
+                    Ok(segment) => segment,
+                    Err(e) if e == ENOMEM => return VmFaultResult::OOM,
+                    Err(_) => return VmFaultResult::SIGBUS,
+                };
+                let at = segments.partition_point(|s| s.pgoff < segment.pgoff);
+                if segments.push(segment, GFP_KERNEL).is_err() {
+                    return VmFaultResult::OOM;
+                }
+                segments[at..].rotate_right(1);
+                segment
+            }
+        };
+        if segment.order < order {
+            return fallback;
+        }
+        let Ok(pfn) = usize::try_from(segment.pfn + (pgoff as u64 - segment.pgoff)) else {
+            return VmFaultResult::SIGBUS;
+        };
+        // SAFETY: The page frame is the exporter's answer for this page of
+        // the buffer, under the reservation lock, which is held until the
+        // entry is in place. Before the exporter may take the memory away it
+        // calls invalidate_mappings under that lock, which zaps this file's
+        // mappings.
+        let ret = unsafe { vmf.insert_pfn(pfn) };
+        drop(segments);
+        drop(resv);
+        if ret == VmFaultResult::NOPAGE {
+            let level = match order {
+                0 => 0,
+                PMD_ORDER => 1,
+                PUD_ORDER => 2,
+                _ => return ret,
+            };
+            import.faults[level] += 1;
+        }
+        ret
     }
 }
 
@@ -281,9 +413,22 @@ impl MiscDevice for ImporterFile {
         KBox::try_pin_init(
             try_pin_init!(ImporterFile {
                 import <- new_mutex!(None),
+                mappings: Arc::pin_init(AddressSpace::new(), GFP_KERNEL)?,
             }),
             GFP_KERNEL,
         )
+    }
+
+    fn mapping(this: Pin<&ImporterFile>) -> Arc<AddressSpace> {
+        this.mappings.clone()
+    }
+
+    fn mmap(this: Pin<&ImporterFile>, _file: &File, vma: &VmaNew) -> Result {
+        this.mmap(vma)
+    }
+
+    fn fault(this: Pin<&ImporterFile>, vmf: &VmFault<'_>) -> VmFaultResult {
+        this.fault(vmf)
     }
 
     fn ioctl(this: Pin<&ImporterFile>, _file: &File, cmd: u32, arg: usize) -> Result<isize> {

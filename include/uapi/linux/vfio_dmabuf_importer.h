@@ -3,7 +3,8 @@
  * vfio_dmabuf_importer: a test importer of page-frame-only dma-bufs. It
  * attaches dynamically without a device, walks a buffer with
  * dma_buf_get_pfn_unlocked(), keeps the table it built and drops it when the
- * exporter invalidates the attachment.
+ * exporter invalidates the attachment. It maps the buffer's page frames into
+ * user space and zaps those mappings on invalidation.
  */
 #ifndef _UAPI_LINUX_VFIO_DMABUF_IMPORTER_H
 #define _UAPI_LINUX_VFIO_DMABUF_IMPORTER_H
@@ -20,6 +21,20 @@
  * argument begins with ``argsz`` and ``flags``, with the exporter's rules:
  * ``EINVAL`` for a short ``argsz``, unknown flags or non-zero reserved
  * fields, ``E2BIG`` for non-zero bytes past the structure.
+ *
+ * mmap() of the file maps the imported buffer: the file offset is the byte
+ * offset in the buffer (page aligned), and the whole mapping must lie inside
+ * the buffer. The mapping must be shared (a private writable one is refused
+ * with ``EINVAL``), is uncached, and has no page behind it (``VM_PFNMAP``,
+ * ``VM_IO``). Pages are mapped on fault from the table: an entry that is
+ * missing is asked of the exporter with dma_buf_get_pfn() under the
+ * reservation lock and added to the table. A fault maps a PMD or PUD entry
+ * when the virtual address, the buffer offset and the table's block are all
+ * aligned to it. Invalidation zaps every mapping of the file, as does a new
+ * import; a fault while the exporter refuses the page (revoked, reset,
+ * removed) raises ``SIGBUS``, and once it is live again the next access
+ * maps the page again. mmap() returns ``ENOENT`` if nothing is imported,
+ * ``EINVAL`` for a range outside the buffer.
  */
 
 /**
@@ -135,9 +150,13 @@ struct vfio_dmabuf_imp_pfn {
  * @argsz: sizeof(struct vfio_dmabuf_imp_counters)
  * @flags: must be 0
  * @walks: walks completed since the import
- * @calls: dma_buf_get_pfn_unlocked() calls since the import
+ * @calls: dma_buf_get_pfn{,_unlocked}() calls since the import (walks,
+ *	single lookups and faults)
  * @invalidations: invalidate_mappings callbacks since the import
  * @table_segments: entries in the table now (0 after an invalidation)
+ * @pte_faults: page table entries mapped by faults since the import
+ * @pmd_faults: PMD (huge) entries mapped by faults since the import
+ * @pud_faults: PUD (huge) entries mapped by faults since the import
  */
 struct vfio_dmabuf_imp_counters {
 	__u32 argsz;
@@ -146,6 +165,9 @@ struct vfio_dmabuf_imp_counters {
 	__u64 calls;
 	__u64 invalidations;
 	__u64 table_segments;
+	__u64 pte_faults;
+	__u64 pmd_faults;
+	__u64 pud_faults;
 };
 
 /**

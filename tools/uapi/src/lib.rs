@@ -12,9 +12,12 @@
 //!   the C compiler computes from the headers' macros when its program can
 //!   run on the build machine;
 //! - the names of the errnos they meet ([`errno_name`]);
-//! - the parsing of a PCI function's sysfs `resource` file ([`sysfs`]).
+//! - the parsing of a PCI function's sysfs `resource` file ([`sysfs`]);
+//! - mappings of an imported buffer and device accesses through them that
+//!   report a `SIGBUS` ([`mapping`]).
 
 mod errno;
+pub mod mapping;
 pub mod sysfs;
 
 pub use errno::errno_name;
@@ -203,7 +206,7 @@ mod tests {
         assert_eq!(size_of::<vfio_dmabuf_imp_segment>(), 24);
         assert_eq!(size_of::<vfio_dmabuf_imp_walk>(), 40);
         assert_eq!(size_of::<vfio_dmabuf_imp_pfn>(), 32);
-        assert_eq!(size_of::<vfio_dmabuf_imp_counters>(), 40);
+        assert_eq!(size_of::<vfio_dmabuf_imp_counters>(), 64);
     }
 
     /// The numbers as the headers define them, decoded: the C compiler's
