@@ -13,6 +13,7 @@ mod debugfs;
 mod export;
 mod info;
 mod invalid;
+mod mmap;
 mod reset;
 mod revoke;
 mod setup;
@@ -91,6 +92,7 @@ pub(crate) fn all() -> Vec<Case> {
     cases.extend(export::cases());
     cases.extend(invalid::cases());
     cases.extend(debugfs::cases());
+    cases.extend(mmap::cases());
     cases.extend(revoke::cases());
     cases.extend(reset::cases());
     cases.extend(unbind::cases());

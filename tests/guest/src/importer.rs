@@ -9,6 +9,8 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 
+use vfio_dmabuf_uapi::mapping::Mapping;
+
 use crate::expect::Entry;
 use crate::sys;
 use crate::uapi;
@@ -107,7 +109,28 @@ impl Importer {
         Ok(arg)
     }
 
-    fn fd(&self) -> BorrowedFd<'_> {
+    /// Maps `len` bytes of the imported buffer from byte `offset` on, at a
+    /// virtual address aligned to `align`.
+    pub(crate) fn map(&self, offset: u64, len: usize, align: usize) -> io::Result<Mapping> {
+        Mapping::new(self.fd(), offset, len, align)
+    }
+
+    /// mmap() of the file with `prot` and `flags` (MAP_SHARED, MAP_PRIVATE)
+    /// at byte `offset`: only whether the kernel accepts it; an accepted
+    /// mapping is unmapped at once.
+    pub(crate) fn try_mmap(&self, offset: i64, len: usize, prot: i32, flags: i32) -> io::Result<()> {
+        // SAFETY: a new mapping at an address the kernel chooses, unmapped
+        // below before anything could use it.
+        let addr = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, self.fd().as_raw_fd(), offset) };
+        if addr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the mapping just made, which nothing refers to.
+        unsafe { libc::munmap(addr, len) };
+        Ok(())
+    }
+
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.file.as_fd()
     }
 

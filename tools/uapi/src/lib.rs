@@ -121,6 +121,15 @@ pub const VFIO_DMABUF_IMP_WALK: u32 = ioc(
     size_of::<vfio_dmabuf_imp_walk>(),
 );
 
+/// `VFIO_DMABUF_IMP_COUNTERS`:
+/// `_IOWR(0xDB, 0x13, struct vfio_dmabuf_imp_counters)`.
+pub const VFIO_DMABUF_IMP_COUNTERS: u32 = ioc(
+    IOC_READ | IOC_WRITE,
+    VFIO_DMABUF_TYPE,
+    0x13,
+    size_of::<vfio_dmabuf_imp_counters>(),
+);
+
 /// The size of a structure as its `argsz` field states it.
 pub const fn argsz<T>() -> u32 {
     let size = size_of::<T>();
@@ -142,6 +151,7 @@ mod tests {
         assert_eq!(VFIO_DMABUF_RESTORE, from_c::VFIO_DMABUF_RESTORE);
         assert_eq!(VFIO_DMABUF_IMP_IMPORT, from_c::VFIO_DMABUF_IMP_IMPORT);
         assert_eq!(VFIO_DMABUF_IMP_WALK, from_c::VFIO_DMABUF_IMP_WALK);
+        assert_eq!(VFIO_DMABUF_IMP_COUNTERS, from_c::VFIO_DMABUF_IMP_COUNTERS);
     }
 
     /// The numbers derived by hand from the layout, as a check on both.
@@ -153,6 +163,7 @@ mod tests {
         assert_eq!(VFIO_DMABUF_RESTORE, 0x4010_db03);
         assert_eq!(VFIO_DMABUF_IMP_IMPORT, 0xc018_db10);
         assert_eq!(VFIO_DMABUF_IMP_WALK, 0xc028_db11);
+        assert_eq!(VFIO_DMABUF_IMP_COUNTERS, 0xc040_db13);
     }
 
     /// The ABI as tests/uapi/layout.c pins it; bindgen's own layout checks

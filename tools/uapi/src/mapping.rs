@@ -227,6 +227,14 @@ fn in_child(access: impl FnOnce() -> u32) -> io::Result<Access> {
     Ok(Access::Value(u32::from_ne_bytes(value)))
 }
 
+/// The 32-bit word that the test VM's ivshmem-plain BAR holds at byte
+/// `offset` (`tests/vm/ivshmem_pattern.py` writes the backing file):
+/// `mix(offset >> 12) ^ (offset & 0xfff)` with `mix(p) = p * 0x9E3779B1`
+/// mod 2^32, so a wrong page and a wrong offset in a page both read wrong.
+pub fn ivshmem_pattern(offset: u64) -> u32 {
+    ((offset >> 12) as u32).wrapping_mul(0x9E37_79B1) ^ (offset & 0xfff) as u32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,5 +296,24 @@ mod tests {
         assert_eq!(map.probe_read32(0).unwrap(), Access::Value(1));
         assert_eq!(map.probe_read32(3 * PAGE_SIZE).unwrap(), Access::Sigbus);
         assert_eq!(map.probe_write32(3 * PAGE_SIZE, 5).unwrap(), Access::Sigbus);
+    }
+
+    #[test]
+    fn the_pattern_is_the_generators() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/vm");
+        let offsets = [0u64, 4, 0xffc, 0x1000, 0x1234 * 4, (1 << 30) - 4, 0x3fff_f000];
+        let list = offsets.map(|o| o.to_string()).join(",");
+        let out = std::process::Command::new("python3")
+            .current_dir(dir)
+            .args(["-c", &format!("import ivshmem_pattern as p; print(*[p.word(o) for o in [{list}]])")])
+            .output()
+            .expect("python3 runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let words: Vec<u32> = String::from_utf8(out.stdout)
+            .unwrap()
+            .split_whitespace()
+            .map(|w| w.parse().unwrap())
+            .collect();
+        assert_eq!(words, offsets.map(ivshmem_pattern));
     }
 }

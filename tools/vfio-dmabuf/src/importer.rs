@@ -6,7 +6,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -151,6 +151,37 @@ impl Importer {
             calls: arg.calls,
             nanoseconds: arg.nanoseconds,
         })
+    }
+
+    /// The importer file, for mmap().
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+
+    /// `VFIO_DMABUF_IMP_COUNTERS`.
+    pub(crate) fn counters(&self) -> Result<uapi::vfio_dmabuf_imp_counters, Error> {
+        let mut arg = uapi::vfio_dmabuf_imp_counters {
+            argsz: uapi::argsz::<uapi::vfio_dmabuf_imp_counters>(),
+            ..Default::default()
+        };
+        // SAFETY: the file is open for the lifetime of `self`; COUNTERS
+        // reads and writes `arg`, a valid structure of the size the request
+        // encodes, which holds no address.
+        let ret = unsafe {
+            libc::ioctl(
+                self.file.as_raw_fd(),
+                libc::Ioctl::from(uapi::VFIO_DMABUF_IMP_COUNTERS),
+                &raw mut arg,
+            )
+        };
+        if ret < 0 {
+            return Err(Error::os(
+                Path::new(NODE),
+                "VFIO_DMABUF_IMP_COUNTERS",
+                io::Error::last_os_error(),
+            ));
+        }
+        Ok(arg)
     }
 
     /// Walks the buffer and counts the table without copying it out, for

@@ -4,8 +4,10 @@
 //! (`include/uapi/linux/vfio_dmabuf.h`) and the test importer's
 //! (`include/uapi/linux/vfio_dmabuf_importer.h`): list the bound functions
 //! and their BARs, export BAR slices as dma-bufs, walk them through the
-//! importer, time the walks, revoke and restore.
+//! importer, read and write device memory through its mapping, time the
+//! walks, revoke and restore.
 
+mod access;
 mod bench;
 mod device;
 mod error;
@@ -63,12 +65,21 @@ enum Command {
     /// Export slices of a memory BAR and walk them, as `export` does by
     /// default.
     Walk(WalkArgs),
-    /// Read device memory through the importer's mapping (not implemented:
-    /// needs the importer's mmap).
-    Peek(Pending),
-    /// Write device memory through the importer's mapping (not implemented:
-    /// needs the importer's mmap).
-    Poke(Pending),
+    /// Read 32-bit words of a memory BAR through the importer's mapping.
+    ///
+    /// Exports the page(s) holding the words, maps the buffer through the
+    /// test importer, and reads each word (uncached). Fails if the access
+    /// raises SIGBUS (the BAR's exports revoked, the device gone).
+    Peek(PeekArgs),
+    /// Write a 32-bit word of a memory BAR through the importer's mapping.
+    Poke(PokeArgs),
+    /// Map slices of a BAR through the importer and run steps on the live
+    /// mapping, in order.
+    ///
+    /// Steps (--do, repeated): peek:OFFSET, poke:OFFSET=VALUE (offsets in
+    /// the buffer, 32-bit aligned), revoke, restore, counters. An access
+    /// that raises SIGBUS is reported as such and the steps go on.
+    Map(MapArgs),
     /// Revoke every export of a BAR.
     ///
     /// Importers drop their mappings, and page frame queries fail with
@@ -145,15 +156,51 @@ struct BenchArgs {
     repeat: u32,
 }
 
-/// The arguments of a subcommand that is not written yet: taken as they are.
 #[derive(Args, Debug)]
-struct Pending {
-    #[arg(hide = true, trailing_var_arg = true, allow_hyphen_values = true)]
-    args: Vec<OsString>,
+struct PeekArgs {
+    #[command(flatten)]
+    target: BarArgs,
+    /// Byte offset in the BAR, 32-bit aligned (0x10, 4K...).
+    #[arg(value_parser = word_offset)]
+    offset: u64,
+    /// Words to read.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    count: u64,
 }
 
-/// The exit status of a usage error, and of a subcommand that is not
-/// written yet.
+#[derive(Args, Debug)]
+struct PokeArgs {
+    #[command(flatten)]
+    target: BarArgs,
+    /// Byte offset in the BAR, 32-bit aligned.
+    #[arg(value_parser = word_offset)]
+    offset: u64,
+    /// The word to write: decimal or 0x-hexadecimal.
+    #[arg(value_parser = access::parse_u32)]
+    value: u32,
+}
+
+#[derive(Args, Debug)]
+struct MapArgs {
+    #[command(flatten)]
+    target: BarArgs,
+    /// Slices of the BAR, as for `export`; the whole BAR when none is given.
+    #[arg(value_name = "RANGE")]
+    ranges: Vec<RangeArg>,
+    /// A step: peek:OFFSET, poke:OFFSET=VALUE, revoke, restore, counters.
+    #[arg(long = "do", value_name = "STEP", required = true)]
+    steps: Vec<access::Op>,
+}
+
+fn word_offset(text: &str) -> Result<u64, String> {
+    let offset = size::parse_size(text)?;
+    if offset % 4 != 0 {
+        return Err(format!("{offset:#x} is not 32-bit aligned"));
+    }
+    Ok(offset)
+}
+
+/// The exit status of a usage error.
 const USAGE: u8 = 2;
 
 fn step(pages: bool) -> Step {
@@ -195,14 +242,17 @@ fn run(command: Command, json: bool) -> Result<ExitCode, Error> {
             bench::run(&exported, args.repeat, json)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Peek(_) | Command::Poke(_) => {
-            let name = if matches!(command, Command::Peek(_)) {
-                "peek"
-            } else {
-                "poke"
-            };
-            eprintln!("vfio-dmabuf: {name}: not implemented: needs the importer's mmap");
-            Ok(ExitCode::from(USAGE))
+        Command::Peek(args) => {
+            access::peek(&args.target.device, args.target.bar, args.offset, args.count, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Poke(args) => {
+            access::poke(&args.target.device, args.target.bar, args.offset, args.value, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Map(args) => {
+            access::map(&args.target.device, args.target.bar, &args.ranges, &args.steps, json)?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
@@ -404,11 +454,34 @@ mod tests {
     }
 
     #[test]
-    fn peek_and_poke_are_not_implemented() {
-        for name in ["peek", "poke"] {
-            let cli = parse(&[name, "0000:00:03.0", "--bar", "0", "0x4"]).expect("parses");
-            let code = run(cli.command, false).expect("no error");
-            assert_eq!(code, ExitCode::from(USAGE));
+    fn peek_poke_and_map_arguments() {
+        let cli = parse(&["peek", "0000:01:00.0", "--bar", "0", "0x4", "--count", "2"]).expect("parses");
+        let Command::Peek(args) = cli.command else {
+            panic!("not peek");
+        };
+        assert_eq!((args.target.bar, args.offset, args.count), (0, 4, 2));
+        let cli = parse(&["poke", "0000:01:00.0", "--bar", "0", "4", "0xffffffff"]).expect("parses");
+        let Command::Poke(args) = cli.command else {
+            panic!("not poke");
+        };
+        assert_eq!((args.offset, args.value), (4, u32::MAX));
+        let cli = parse(&[
+            "map", "0000:01:00.0", "--bar", "0", "0:4K", "--do", "peek:0", "--do", "revoke",
+        ])
+        .expect("parses");
+        let Command::Map(args) = cli.command else {
+            panic!("not map");
+        };
+        assert_eq!(args.steps, [access::Op::Peek(0), access::Op::Revoke]);
+        for bad in [
+            &["peek", "0000:01:00.0", "--bar", "0", "2"][..],
+            &["peek", "0000:01:00.0", "--bar", "0", "0", "--count", "0"],
+            &["poke", "0000:01:00.0", "--bar", "0", "4", "0x100000000"],
+            &["poke", "0000:01:00.0", "--bar", "0", "4"],
+            &["map", "0000:01:00.0", "--bar", "0"],
+            &["map", "0000:01:00.0", "--bar", "0", "--do", "zap"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Unbinding ivshmem while a buffer, its import and the character device
-//! are open: the importer is told once, everything left answers `ENODEV`
-//! and closes cleanly, and the function binds again.
+//! Unbinding ivshmem while a buffer, its import, a user mapping of it and
+//! the character device are open: the importer is told once, the mapping
+//! SIGBUSes, everything left answers `ENODEV` and closes cleanly, and the
+//! function binds again.
 
 use std::os::fd::{AsFd, OwnedFd};
+
+use vfio_dmabuf_uapi::mapping::{ivshmem_pattern, Access, Mapping, PAGE_SIZE};
 
 use super::export::{check_walk, export_and_import};
 use super::setup::{self, NODE_TIMEOUT};
@@ -28,6 +31,8 @@ struct Unbound {
     buffer: Buffer,
     dmabuf: OwnedFd,
     importer: Importer,
+    /// The buffer mapped through the importer, touched before the unbind.
+    mapping: Mapping,
 }
 
 pub(super) fn cases() -> Vec<Case> {
@@ -51,6 +56,15 @@ pub(super) fn cases() -> Vec<Case> {
         step("WALK and GET_PFN fail with ENODEV after unbind", |_, u| {
             refused("WALK", u.importer.walk(0, 16), libc::ENODEV)?;
             refused("GET_PFN of page 0", u.importer.get_pfn(0), libc::ENODEV)
+        }),
+        step("a mapped access raises SIGBUS after unbind", |_, u| {
+            let read = must("read", u.mapping.probe_read32(0))?;
+            let write = must("write", u.mapping.probe_write32(PAGE_SIZE, 1))?;
+            ensure!(
+                read == Access::Sigbus && write == Access::Sigbus,
+                "a read gave {read:x?} and a write {write:x?}, expected SIGBUS"
+            );
+            Ok(())
         }),
         step("a new import fails with ENODEV after unbind", |_, u| {
             let importer = Importer::open()?;
@@ -78,6 +92,7 @@ pub(super) fn cases() -> Vec<Case> {
                 let u = last.take()?;
                 let size = sys::file_size(u.dmabuf.as_fd());
                 let function = u.device.function.clone();
+                drop(u.mapping);
                 let closed = all_of([
                     must("closing the importer", u.importer.close()),
                     must("closing the dma-buf", sys::close(u.dmabuf)),
@@ -113,6 +128,16 @@ fn unbind_first(
     let (buffer, dmabuf, importer) =
         export_and_import(ctx, Which::Ivshmem, BAR, &exported_ranges())?;
     check_walk(&importer, &buffer, None)?;
+    let mapping = must(
+        "mmap",
+        importer.map(0, buffer.size() as usize, PAGE_SIZE),
+    )?;
+    // The first page of the slice is BAR offset 0: the pattern's first word.
+    let first = must("read", mapping.read32(0))?;
+    ensure!(
+        first == ivshmem_pattern(0),
+        "offset 0 reads {first:#010x} before unbind"
+    );
     let device = ctx.take_device(Which::Ivshmem)?;
     let unbound = device.function.unbind();
     to_rebind.set(device.function.clone());
@@ -125,6 +150,7 @@ fn unbind_first(
         buffer,
         dmabuf,
         importer,
+        mapping,
     });
     unbound?;
     ensure!(driver?.is_none(), "still bound after unbind");
