@@ -6,7 +6,7 @@ set -euo pipefail
 "$REPO/scripts/setup.sh"
 "$REPO/scripts/build-kernel.sh" test
 "$REPO/scripts/build-modules.sh" test
-cargo build --release -q --manifest-path "$REPO/Cargo.toml" -p vfio-dmabuf
+"$REPO/scripts/build-guest-programs.sh"
 
 out=$REPO/build/demo
 rm -rf "$out"

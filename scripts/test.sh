@@ -44,8 +44,7 @@ read -r p f < <(awk '/^[0-9]+ passed, [0-9]+ failed/ { print $1, $3 }' "$out/uap
 count "${p:-0}" "${f:-1}"
 
 note "guest programs"
-if ! cargo build --release -q --manifest-path "$REPO/Cargo.toml" \
-	-p vfio-dmabuf -p vfio-dmabuf-guest-tests; then
+if ! "$REPO/scripts/build-guest-programs.sh"; then
 	echo "test.sh: the guest programs did not build" >&2
 	echo "$passed passed, $((failed + 1)) failed"
 	exit 1

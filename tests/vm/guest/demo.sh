@@ -52,18 +52,62 @@ for d in /sys/bus/pci/devices/*; do
 	esac
 done
 ls -l /dev/vfio-dmabuf/
-target/release/vfio-dmabuf list || fail=1
+build/bin/vfio-dmabuf list || fail=1
 
 insmod tests/importer/vfio_dmabuf_importer.ko || fail=1
 edu=$(grep -l 0x11e8 /sys/bus/pci/devices/*/device | head -n 1 | xargs dirname | xargs basename)
 ivshmem=$(grep -l 0x1110 /sys/bus/pci/devices/*/device | head -n 1 | xargs dirname | xargs basename)
 step "export edu BAR0 (1 MiB) and walk it through the importer"
-target/release/vfio-dmabuf export "$edu" --bar 0 || fail=1
+build/bin/vfio-dmabuf export "$edu" --bar 0 || fail=1
 step "export a multi-range ivshmem slice at odd pages, and walk it"
-target/release/vfio-dmabuf export "$ivshmem" --bar 2 0x5000:0x4000 6M:2M 0x3ffff000:4K || fail=1
-step "revoke edu BAR0, then restore it"
-target/release/vfio-dmabuf revoke "$edu" --bar 0 || fail=1
-target/release/vfio-dmabuf restore "$edu" --bar 0 || fail=1
+build/bin/vfio-dmabuf export "$ivshmem" --bar 2 0x5000:2M 6M:2M 0x3ffff000:4K || fail=1
+tool=build/bin/vfio-dmabuf
+# expect WHAT PATTERN TEXT: TEXT must match the extended regex PATTERN.
+expect() {
+	if printf '%s\n' "$3" | grep -Eq "$2"; then
+		echo "   ok: $1"
+	else
+		echo "   FAILED: $1 (no match for /$2/)"
+		fail=1
+	fi
+}
+
+step "read edu's identification register through the importer's mapping"
+out=$($tool peek "$edu" --bar 0 0) || fail=1
+echo "$out"
+expect "edu BAR0+0x0 is 0x010000ed" '\+0x0: 0x010000ed$' "$out"
+
+step "edu liveness check: write v to BAR0+4, read back ~v"
+for v in 0x12345678 0x00000000 0xcafef00d; do
+	$tool poke "$edu" --bar 0 4 $v || fail=1
+	out=$($tool peek "$edu" --bar 0 4) || fail=1
+	echo "$out"
+	expect "reads back ~$v" "$(printf ': 0x%08x$' $((~v & 0xffffffff)))" "$out"
+done
+
+step "ivshmem through the mapping: words the host wrote into the BAR's backing file"
+# The pattern of tests/vm/ivshmem_pattern.py: mix(o >> 12) ^ (o & 0xfff).
+out=$($tool peek "$ivshmem" --bar 2 0x6ff8 --count 4) || fail=1
+echo "$out"
+for o in 0x6ff8 0x6ffc 0x7000 0x7004; do
+	w=$(( (((o >> 12) * 0x9E3779B1) & 0xffffffff) ^ (o & 0xfff) ))
+	expect "BAR2+$o holds the pattern word $(printf '0x%08x' $w)" \
+		"$(printf '\\+%#x: 0x%08x$' $o $w)" "$out"
+done
+
+step "revoke edu BAR0 while it is mapped: the importer is told, the next access SIGBUSes; restore"
+out=$($tool map "$edu" --bar 0 --do peek:0 --do revoke --do counters --do peek:0 \
+	--do poke:4=1 --do restore --do peek:0 --do counters) || fail=1
+echo "$out"
+expect "live before the revoke" '^  peek  0x0: 0x010000ed$' "$(printf '%s\n' "$out" | sed -n 2p)"
+expect "one invalidation, the table dropped" '^  counters: 1 invalidation, 0 table segments' \
+	"$(printf '%s\n' "$out" | sed -n 4p)"
+expect "a read after the revoke raises SIGBUS" '^  peek  0x0: SIGBUS$' "$(printf '%s\n' "$out" | sed -n 5p)"
+expect "a write after the revoke raises SIGBUS" 'SIGBUS$' "$(printf '%s\n' "$out" | sed -n 6p)"
+expect "the same mapping reads the device after the restore" '^  peek  0x0: 0x010000ed$' \
+	"$(printf '%s\n' "$out" | sed -n 8p)"
 rmmod vfio_dmabuf_importer || fail=1
 rmmod vfio_dmabuf || fail=1
+step "verdict"
+if [ $fail = 0 ]; then echo "every step did what it should"; else echo "a step FAILED (see above)"; fi
 exit $fail

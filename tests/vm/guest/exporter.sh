@@ -1,7 +1,7 @@
 #!/bin/bash
 # The exporter's guest tests: loads the driver and the test importer (built
-# in-tree by kbuild) and runs guest-tests (built on the host with
-# `cargo build --release`), writing its KTAP into $VM_OUT/ktap/exporter.ktap.
+# in-tree by kbuild) and runs guest-tests (built statically on the host by
+# scripts/build-guest-programs.sh), writing its KTAP into $VM_OUT/ktap/exporter.ktap.
 # Runs as root inside the VM, in the repository (see tests/vm/run.sh).
 set -u
 ktap=$VM_OUT/ktap/exporter.ktap
@@ -14,4 +14,4 @@ for m in drivers/vfio_dmabuf/vfio_dmabuf.ko tests/importer/vfio_dmabuf_importer.
 		exit 1
 	fi
 done
-target/release/guest-tests >"$ktap"
+build/bin/guest-tests >"$ktap"

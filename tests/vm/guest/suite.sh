@@ -24,4 +24,6 @@ done
 
 # The exporter and the importer on the VM's devices.
 tests/vm/guest/exporter.sh || rc=1
+# The vfio-dmabuf tool as a user runs it (loads the modules again).
+python3 tests/vm/guest/tool.py >"$ktap/tool.ktap" || rc=1
 exit $rc

@@ -176,7 +176,19 @@ struct Session {
 impl Session {
     fn new(exported: Exported) -> Result<Self, Error> {
         let importer = Importer::open()?;
-        let size = importer.import(exported.dmabuf.as_fd())?;
+        let size = importer.import(exported.dmabuf.as_fd()).map_err(|e| {
+            if e.raw_os_error() == Some(libc::ENODEV) {
+                Error::invalid(
+                    &exported.path,
+                    format!(
+                        "BAR{}: the importer cannot attach (ENODEV): the BAR's exports are revoked or the function is gone",
+                        exported.bar
+                    ),
+                )
+            } else {
+                e
+            }
+        })?;
         let len = usize::try_from(size)
             .map_err(|_| Error::invalid(Path::new(NODE), format!("a buffer of {size} bytes")))?;
         // Aligned for the largest entry the size allows.

@@ -54,7 +54,6 @@ impl Error {
     }
 
     /// The errno of a failed system call.
-    #[cfg(test)]
     pub(crate) fn raw_os_error(&self) -> Option<i32> {
         match self {
             Self::Os { err, .. } => err.raw_os_error(),
