@@ -35,8 +35,8 @@ use kernel::{
         },
         virt::VmaNew,
     },
-    page::PAGE_SIZE,
     new_mutex,
+    page::PAGE_SIZE,
     prelude::*,
     sync::{
         Arc,

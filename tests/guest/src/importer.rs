@@ -118,10 +118,25 @@ impl Importer {
     /// mmap() of the file with `prot` and `flags` (MAP_SHARED, MAP_PRIVATE)
     /// at byte `offset`: only whether the kernel accepts it; an accepted
     /// mapping is unmapped at once.
-    pub(crate) fn try_mmap(&self, offset: i64, len: usize, prot: i32, flags: i32) -> io::Result<()> {
+    pub(crate) fn try_mmap(
+        &self,
+        offset: i64,
+        len: usize,
+        prot: i32,
+        flags: i32,
+    ) -> io::Result<()> {
         // SAFETY: a new mapping at an address the kernel chooses, unmapped
         // below before anything could use it.
-        let addr = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, self.fd().as_raw_fd(), offset) };
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                prot,
+                flags,
+                self.fd().as_raw_fd(),
+                offset,
+            )
+        };
         if addr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }

@@ -7,6 +7,6 @@
 pub(crate) mod range;
 
 #[cfg(test)]
-mod reference;
-#[cfg(test)]
 mod props;
+#[cfg(test)]
+mod reference;

@@ -42,7 +42,12 @@ impl Mapping {
     /// `offset` on, at a virtual address aligned to `align` (a power of two,
     /// at least a page), so that the importer may use entries of up to that
     /// size.
-    pub fn new(importer: BorrowedFd<'_>, offset: u64, len: usize, align: usize) -> io::Result<Self> {
+    pub fn new(
+        importer: BorrowedFd<'_>,
+        offset: u64,
+        len: usize,
+        align: usize,
+    ) -> io::Result<Self> {
         if len == 0 || !align.is_power_of_two() || align < PAGE_SIZE {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
@@ -184,7 +189,8 @@ fn in_child(access: impl FnOnce() -> u32) -> io::Result<Access> {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: pipe2() returned two new descriptors that we own.
-    let (read_end, write_end) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (read_end, write_end) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     // SAFETY: the child only makes the access and async-signal-safe calls
     // (write, _exit) before it exits.
     let pid = unsafe { libc::fork() };
@@ -216,7 +222,9 @@ fn in_child(access: impl FnOnce() -> u32) -> io::Result<Access> {
         return Ok(Access::Sigbus);
     }
     if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        return Err(io::Error::other(format!("access in a child process: wait status {status:#x}")));
+        return Err(io::Error::other(format!(
+            "access in a child process: wait status {status:#x}"
+        )));
     }
     let mut value = [0u8; 4];
     // SAFETY: reading into our own buffer from our own pipe.
@@ -254,7 +262,8 @@ mod tests {
     fn tempfile() -> File {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("vfio-dmabuf-mapping-{}-{n}", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("vfio-dmabuf-mapping-{}-{n}", std::process::id()));
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -274,7 +283,11 @@ mod tests {
         assert_eq!(map.read32(0).unwrap(), 0x010000ed);
         assert_eq!(map.probe_read32(4).unwrap(), Access::Value(7));
         assert_eq!(map.probe_write32(4, 9).unwrap(), Access::Value(9));
-        assert_eq!(map.read32(4).unwrap(), 9, "the child wrote through the shared mapping");
+        assert_eq!(
+            map.read32(4).unwrap(),
+            9,
+            "the child wrote through the shared mapping"
+        );
     }
 
     #[test]
@@ -282,7 +295,10 @@ mod tests {
         let file = file_of(&[1]);
         let map = Mapping::new(file.as_fd(), PAGE_SIZE as u64, PAGE_SIZE, PAGE_SIZE).unwrap();
         for offset in [2, PAGE_SIZE - 2, PAGE_SIZE, usize::MAX - 1] {
-            assert_eq!(map.read32(offset).unwrap_err().raw_os_error(), Some(libc::EINVAL));
+            assert_eq!(
+                map.read32(offset).unwrap_err().raw_os_error(),
+                Some(libc::EINVAL)
+            );
         }
         assert!(Mapping::new(file.as_fd(), 0, 0, PAGE_SIZE).is_err());
         assert!(Mapping::new(file.as_fd(), 0, PAGE_SIZE, 3 * PAGE_SIZE).is_err());
@@ -301,14 +317,29 @@ mod tests {
     #[test]
     fn the_pattern_is_the_generators() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/vm");
-        let offsets = [0u64, 4, 0xffc, 0x1000, 0x1234 * 4, (1 << 30) - 4, 0x3fff_f000];
+        let offsets = [
+            0u64,
+            4,
+            0xffc,
+            0x1000,
+            0x1234 * 4,
+            (1 << 30) - 4,
+            0x3fff_f000,
+        ];
         let list = offsets.map(|o| o.to_string()).join(",");
         let out = std::process::Command::new("python3")
             .current_dir(dir)
-            .args(["-c", &format!("import ivshmem_pattern as p; print(*[p.word(o) for o in [{list}]])")])
+            .args([
+                "-c",
+                &format!("import ivshmem_pattern as p; print(*[p.word(o) for o in [{list}]])"),
+            ])
             .output()
             .expect("python3 runs");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let words: Vec<u32> = String::from_utf8(out.stdout)
             .unwrap()
             .split_whitespace()

@@ -144,8 +144,15 @@ impl fmt::Display for Counters {
 #[derive(Debug, Serialize)]
 #[serde(tag = "step", rename_all = "lowercase")]
 enum Step {
-    Peek { offset: u64, result: Outcome },
-    Poke { offset: u64, value: u32, result: Outcome },
+    Peek {
+        offset: u64,
+        result: Outcome,
+    },
+    Poke {
+        offset: u64,
+        value: u32,
+        result: Outcome,
+    },
     Revoke,
     Restore,
     Counters(Counters),
@@ -155,7 +162,11 @@ impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Peek { offset, result } => write!(f, "peek  {offset:#x}: {result}"),
-            Self::Poke { offset, value, result } => match result {
+            Self::Poke {
+                offset,
+                value,
+                result,
+            } => match result {
                 Outcome::Sigbus => write!(f, "poke  {offset:#x} <- {value:#010x}: SIGBUS"),
                 Outcome::Value(_) => write!(f, "poke  {offset:#x} <- {value:#010x}"),
             },
@@ -330,7 +341,14 @@ fn session_for(device: &Path, bar: u32, offset: u64, count: u64) -> Result<(Sess
         .ok_or_else(|| Error::invalid(&path, "the words run past 2^64"))?;
     let first = offset - offset % page;
     let length = end.div_ceil(page) * page - first;
-    let exported = export::export(device, bar, &[RangeArg::Slice { offset: first, length }])?;
+    let exported = export::export(
+        device,
+        bar,
+        &[RangeArg::Slice {
+            offset: first,
+            length,
+        }],
+    )?;
     Ok((Session::new(exported)?, first))
 }
 
@@ -345,7 +363,13 @@ fn sigbus(session: &Session, offset: u64) -> Error {
 }
 
 /// `peek`: reads `count` 32-bit words of BAR `bar` from byte `offset` on.
-pub(crate) fn peek(device: &Path, bar: u32, offset: u64, count: u64, json: bool) -> Result<(), Error> {
+pub(crate) fn peek(
+    device: &Path,
+    bar: u32,
+    offset: u64,
+    count: u64,
+    json: bool,
+) -> Result<(), Error> {
     let (session, first) = session_for(device, bar, offset, count)?;
     let mut words = Vec::new();
     for i in 0..count {
@@ -363,14 +387,24 @@ pub(crate) fn peek(device: &Path, bar: u32, offset: u64, count: u64, json: bool)
     }
     output::print(json, &words, |out, words| {
         for w in words {
-            writeln!(out, "{} BAR{}+{:#x}: {:#010x}", w.address, w.bar, w.offset, w.value)?;
+            writeln!(
+                out,
+                "{} BAR{}+{:#x}: {:#010x}",
+                w.address, w.bar, w.offset, w.value
+            )?;
         }
         Ok(())
     })
 }
 
 /// `poke`: writes `value` to the 32-bit word of BAR `bar` at byte `offset`.
-pub(crate) fn poke(device: &Path, bar: u32, offset: u64, value: u32, json: bool) -> Result<(), Error> {
+pub(crate) fn poke(
+    device: &Path,
+    bar: u32,
+    offset: u64,
+    value: u32,
+    json: bool,
+) -> Result<(), Error> {
     let (session, first) = session_for(device, bar, offset, 1)?;
     if session.access(offset - first, Some(value))? == Outcome::Sigbus {
         return Err(sigbus(&session, offset));
@@ -383,7 +417,11 @@ pub(crate) fn poke(device: &Path, bar: u32, offset: u64, value: u32, json: bool)
         write: true,
     };
     output::print(json, &report, |out, w| {
-        writeln!(out, "{} BAR{}+{:#x} <- {:#010x}", w.address, w.bar, w.offset, w.value)
+        writeln!(
+            out,
+            "{} BAR{}+{:#x} <- {:#010x}",
+            w.address, w.bar, w.offset, w.value
+        )
     })
 }
 
@@ -401,7 +439,15 @@ mod tests {
         assert_eq!("revoke".parse(), Ok(Op::Revoke));
         assert_eq!("restore".parse(), Ok(Op::Restore));
         assert_eq!("counters".parse(), Ok(Op::Counters));
-        for bad in ["peek:2", "poke:4", "poke:4=0x100000000", "peek", "zap", "zap:1", "peek:x"] {
+        for bad in [
+            "peek:2",
+            "poke:4",
+            "poke:4=0x100000000",
+            "peek",
+            "zap",
+            "zap:1",
+            "peek:x",
+        ] {
             assert!(bad.parse::<Op>().is_err(), "{bad}");
         }
     }
@@ -409,9 +455,19 @@ mod tests {
     #[test]
     fn steps_print() {
         let lines: Vec<String> = [
-            Step::Peek { offset: 0, result: Outcome::Value(0x0100_00ed) },
-            Step::Poke { offset: 4, value: 1, result: Outcome::Value(1) },
-            Step::Peek { offset: 4, result: Outcome::Sigbus },
+            Step::Peek {
+                offset: 0,
+                result: Outcome::Value(0x0100_00ed),
+            },
+            Step::Poke {
+                offset: 4,
+                value: 1,
+                result: Outcome::Value(1),
+            },
+            Step::Peek {
+                offset: 4,
+                result: Outcome::Sigbus,
+            },
             Step::Revoke,
         ]
         .iter()
@@ -426,10 +482,18 @@ mod tests {
                 "revoke: exports revoked"
             ]
         );
-        let json = serde_json::to_value(Step::Peek { offset: 8, result: Outcome::Sigbus }).unwrap();
+        let json = serde_json::to_value(Step::Peek {
+            offset: 8,
+            result: Outcome::Sigbus,
+        })
+        .unwrap();
         assert_eq!(json["step"], "peek");
         assert_eq!(json["result"], "sigbus");
-        let json = serde_json::to_value(Step::Peek { offset: 8, result: Outcome::Value(3) }).unwrap();
+        let json = serde_json::to_value(Step::Peek {
+            offset: 8,
+            result: Outcome::Value(3),
+        })
+        .unwrap();
         assert_eq!(json["result"]["value"], 3);
     }
 }

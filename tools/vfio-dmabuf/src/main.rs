@@ -243,15 +243,33 @@ fn run(command: Command, json: bool) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Peek(args) => {
-            access::peek(&args.target.device, args.target.bar, args.offset, args.count, json)?;
+            access::peek(
+                &args.target.device,
+                args.target.bar,
+                args.offset,
+                args.count,
+                json,
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Poke(args) => {
-            access::poke(&args.target.device, args.target.bar, args.offset, args.value, json)?;
+            access::poke(
+                &args.target.device,
+                args.target.bar,
+                args.offset,
+                args.value,
+                json,
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Map(args) => {
-            access::map(&args.target.device, args.target.bar, &args.ranges, &args.steps, json)?;
+            access::map(
+                &args.target.device,
+                args.target.bar,
+                &args.ranges,
+                &args.steps,
+                json,
+            )?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -455,18 +473,28 @@ mod tests {
 
     #[test]
     fn peek_poke_and_map_arguments() {
-        let cli = parse(&["peek", "0000:01:00.0", "--bar", "0", "0x4", "--count", "2"]).expect("parses");
+        let cli =
+            parse(&["peek", "0000:01:00.0", "--bar", "0", "0x4", "--count", "2"]).expect("parses");
         let Command::Peek(args) = cli.command else {
             panic!("not peek");
         };
         assert_eq!((args.target.bar, args.offset, args.count), (0, 4, 2));
-        let cli = parse(&["poke", "0000:01:00.0", "--bar", "0", "4", "0xffffffff"]).expect("parses");
+        let cli =
+            parse(&["poke", "0000:01:00.0", "--bar", "0", "4", "0xffffffff"]).expect("parses");
         let Command::Poke(args) = cli.command else {
             panic!("not poke");
         };
         assert_eq!((args.offset, args.value), (4, u32::MAX));
         let cli = parse(&[
-            "map", "0000:01:00.0", "--bar", "0", "0:4K", "--do", "peek:0", "--do", "revoke",
+            "map",
+            "0000:01:00.0",
+            "--bar",
+            "0",
+            "0:4K",
+            "--do",
+            "peek:0",
+            "--do",
+            "revoke",
         ])
         .expect("parses");
         let Command::Map(args) = cli.command else {

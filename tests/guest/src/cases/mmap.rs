@@ -104,7 +104,11 @@ fn mmap_refusals(ctx: &mut Context) -> Outcome {
         export_and_import(ctx, Which::Edu, 0, &ranges(&[(PAGE, PAGE)]))?;
     let size = buffer.size() as usize;
     let rw = libc::PROT_READ | libc::PROT_WRITE;
-    ensure!(bar.size() > 2 * PAGE, "edu's BAR0 is {:#x} bytes", bar.size());
+    ensure!(
+        bar.size() > 2 * PAGE,
+        "edu's BAR0 is {:#x} bytes",
+        bar.size()
+    );
     all_of([
         must(
             "mmap of the whole buffer",
@@ -153,7 +157,10 @@ fn map_edu(ctx: &mut Context, state: &Shared<Mapped>) -> Outcome {
         mapping,
         _dmabuf: dmabuf,
     });
-    ensure!(id == EDU_ID, "offset 0 reads {id:#010x}, expected {EDU_ID:#010x}");
+    ensure!(
+        id == EDU_ID,
+        "offset 0 reads {id:#010x}, expected {EDU_ID:#010x}"
+    );
     ensure!(
         counters.pte_faults >= 1,
         "the read was mapped without a fault: {counters:?}"
@@ -167,7 +174,10 @@ fn liveness(mapping: &Mapping) -> Outcome {
         must("write of offset 4", mapping.write32(EDU_LIVENESS, v))?;
         let got = must("read of offset 4", mapping.read32(EDU_LIVENESS))?;
         if got != !v {
-            wrong.push(format!("wrote {v:#010x}, read {got:#010x}, expected {:#010x}", !v));
+            wrong.push(format!(
+                "wrote {v:#010x}, read {got:#010x}, expected {:#010x}",
+                !v
+            ));
         }
     }
     ensure!(wrong.is_empty(), "{}", wrong.join("\n"));
@@ -178,11 +188,17 @@ fn revoke_mapped(ctx: &mut Context, m: &mut Mapped) -> Outcome {
     // The page is mapped in this process now, so a child forked after the
     // revoke would inherit the entry unless it was zapped.
     let before = must("read of offset 0", m.mapping.read32(0))?;
-    ensure!(before == EDU_ID, "offset 0 reads {before:#010x} before REVOKE");
+    ensure!(
+        before == EDU_ID,
+        "offset 0 reads {before:#010x} before REVOKE"
+    );
     must("REVOKE", exporter(ctx)?.revoke(0))?;
     let counters = must("COUNTERS", m.importer.counters())?;
     let read = must("read of offset 0", m.mapping.probe_read32(0))?;
-    let write = must("write of offset 4", m.mapping.probe_write32(EDU_LIVENESS, 5))?;
+    let write = must(
+        "write of offset 4",
+        m.mapping.probe_write32(EDU_LIVENESS, 5),
+    )?;
     ensure!(
         counters.invalidations == 1 && counters.table_segments == 0,
         "COUNTERS {counters:?}, expected 1 invalidation and no segment"
@@ -221,10 +237,15 @@ fn ivshmem_slice(ctx: &mut Context) -> Outcome {
     for &pgoff in &pages {
         // A different word of each page, so that in-page offsets count too.
         let offset = pgoff * PAGE + (pgoff * 52) % PAGE / 4 * 4;
-        let expected = ivshmem_pattern(bar_offset(&buffer, offset, bar.pfn()).ok_or_else(|| format!("offset {offset:#x} is outside the buffer"))?);
+        let expected = ivshmem_pattern(
+            bar_offset(&buffer, offset, bar.pfn())
+                .ok_or_else(|| format!("offset {offset:#x} is outside the buffer"))?,
+        );
         let got = must("read", mapping.read32(offset as usize))?;
         if got != expected {
-            wrong.push(format!("buffer offset {offset:#x}: {got:#010x}, expected {expected:#010x}"));
+            wrong.push(format!(
+                "buffer offset {offset:#x}: {got:#010x}, expected {expected:#010x}"
+            ));
         }
     }
     ensure!(
@@ -249,15 +270,25 @@ enum Level {
 /// Maps `len` bytes of ivshmem's whole BAR from byte `offset` on at an
 /// address aligned to `align`, reads the pattern across it, and checks that
 /// every fault was answered at `level`.
-fn ivshmem_entries(ctx: &mut Context, align: usize, len: usize, offset: u64, level: Level) -> Outcome {
+fn ivshmem_entries(
+    ctx: &mut Context,
+    align: usize,
+    len: usize,
+    offset: u64,
+    level: Level,
+) -> Outcome {
     if level == Level::Pud && !cpu_has("pdpe1gb") {
         return Err(super::Failure::Skip(
             "the guest CPU has no 1 GiB pages (pdpe1gb)".to_owned(),
         ));
     }
     let bar = *ctx.device(Which::Ivshmem)?.bar(IVSHMEM_BAR);
-    let (buffer, _dmabuf, importer) =
-        export_and_import(ctx, Which::Ivshmem, IVSHMEM_BAR, &ranges(&[(0, bar.size())]))?;
+    let (buffer, _dmabuf, importer) = export_and_import(
+        ctx,
+        Which::Ivshmem,
+        IVSHMEM_BAR,
+        &ranges(&[(0, bar.size())]),
+    )?;
     let walk = check_walk(&importer, &buffer, None)?;
     ensure!(walk.entries == 1, "the walk has {} segments", walk.entries);
     let mapping = must("mmap", importer.map(offset, len, align))?;
@@ -268,7 +299,10 @@ fn ivshmem_entries(ctx: &mut Context, align: usize, len: usize, offset: u64, lev
         let expected = ivshmem_pattern(offset + at);
         let got = must("read", mapping.read32(at as usize))?;
         if got != expected {
-            wrong.push(format!("offset {:#x}: {got:#010x}, expected {expected:#010x}", offset + at));
+            wrong.push(format!(
+                "offset {:#x}: {got:#010x}, expected {expected:#010x}",
+                offset + at
+            ));
         }
     }
     let c: uapi::vfio_dmabuf_imp_counters = must("COUNTERS", importer.counters())?;
@@ -287,7 +321,10 @@ fn ivshmem_entries(ctx: &mut Context, align: usize, len: usize, offset: u64, lev
         Level::Pmd => pmd >= 1 && pud == 0 && pte == 0,
         Level::Pte => pte >= 1 && pmd == 0 && pud == 0,
     };
-    ensure!(ok, "expected only {level:?} entries: {pte} PTE, {pmd} PMD, {pud} PUD");
+    ensure!(
+        ok,
+        "expected only {level:?} entries: {pte} PTE, {pmd} PMD, {pud} PUD"
+    );
     Ok(())
 }
 

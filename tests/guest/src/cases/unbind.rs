@@ -128,10 +128,7 @@ fn unbind_first(
     let (buffer, dmabuf, importer) =
         export_and_import(ctx, Which::Ivshmem, BAR, &exported_ranges())?;
     check_walk(&importer, &buffer, None)?;
-    let mapping = must(
-        "mmap",
-        importer.map(0, buffer.size() as usize, PAGE_SIZE),
-    )?;
+    let mapping = must("mmap", importer.map(0, buffer.size() as usize, PAGE_SIZE))?;
     // The first page of the slice is BAR offset 0: the pattern's first word.
     let first = must("read", mapping.read32(0))?;
     ensure!(
