@@ -149,14 +149,33 @@ fn user_at(arg: usize, offset: usize, len: usize) -> Result<UserSlice> {
     Ok(user(arg.checked_add(offset).ok_or(EFAULT)?, len))
 }
 
-/// Reads `argsz` and `flags` and checks them as the exporter does.
+/// Checks that the `len` bytes at `arg + offset` are zero, as
+/// `copy_struct_from_user()` does for an argument larger than the kernel
+/// knows.
+fn check_zero_tail(arg: usize, offset: usize, len: usize) -> Result {
+    let mut reader = user_at(arg, offset, len)?.reader();
+    let mut chunk = [0u8; 64];
+    while !reader.is_empty() {
+        let n = reader.len().min(chunk.len());
+        reader.read_slice(&mut chunk[..n])?;
+        if chunk[..n].iter().any(|&b| b != 0) {
+            return Err(E2BIG);
+        }
+    }
+    Ok(())
+}
+
+/// Reads `argsz` and `flags` and checks them as the exporter does: `argsz`
+/// at least `size`, only bytes of zero past it, no unknown flag.
 fn head(arg: usize, size: usize, known_flags: u32) -> Result<u32> {
     let mut reader = user(arg, 8).reader();
     let argsz: u32 = reader.read()?;
     let flags: u32 = reader.read()?;
-    if usize::try_from(argsz)? != size || flags & !known_flags != 0 {
+    let argsz = usize::try_from(argsz)?;
+    if argsz < size || flags & !known_flags != 0 {
         return Err(EINVAL);
     }
+    check_zero_tail(arg, size, argsz - size)?;
     Ok(flags)
 }
 

@@ -11,11 +11,15 @@
 
 mod debugfs;
 mod export;
+mod faults;
+mod fuzz;
 mod info;
 mod invalid;
+mod invalid_importer;
 mod mmap;
 mod reset;
 mod revoke;
+mod security;
 mod setup;
 mod unbind;
 mod unload;
@@ -91,8 +95,12 @@ pub(crate) fn all() -> Vec<Case> {
     cases.extend(info::cases());
     cases.extend(export::cases());
     cases.extend(invalid::cases());
+    cases.extend(invalid_importer::cases());
     cases.extend(debugfs::cases());
     cases.extend(mmap::cases());
+    cases.extend(faults::cases());
+    cases.extend(fuzz::cases());
+    cases.extend(security::cases());
     cases.extend(revoke::cases());
     cases.extend(reset::cases());
     cases.extend(unbind::cases());

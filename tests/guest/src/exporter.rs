@@ -85,7 +85,7 @@ impl ExportRequest {
 
     /// The argument as the kernel reads it, in 8-byte aligned words, zero
     /// filled up to `argsz` if that claims more.
-    fn words(&self) -> Vec<u64> {
+    pub(crate) fn words(&self) -> Vec<u64> {
         let mut bytes = Vec::with_capacity(self.len());
         bytes.extend_from_slice(uapi::bytes_of(&self.head));
         for range in &self.ranges {
@@ -147,6 +147,15 @@ impl Exporter {
         sys::owned_fd(fd)
     }
 
+    /// `VFIO_DMABUF_EXPORT` of an argument already laid out as words
+    /// ([`ExportRequest::words`]): the one system call, nothing else.
+    pub(crate) fn export_words(&self, words: &mut [u64]) -> io::Result<OwnedFd> {
+        // SAFETY: EXPORT (`_IOW`) only reads its argument, which holds no
+        // address the kernel writes through.
+        let fd = unsafe { sys::ioctl_words(self.fd(), uapi::VFIO_DMABUF_EXPORT, words) }?;
+        sys::owned_fd(fd)
+    }
+
     /// `VFIO_DMABUF_REVOKE` of BAR `region_index`.
     pub(crate) fn revoke(&self, region_index: u32) -> io::Result<()> {
         self.change(uapi::VFIO_DMABUF_REVOKE, &mut revoke_arg(region_index))
@@ -185,7 +194,7 @@ impl Exporter {
         unsafe { sys::ioctl(self.fd(), request, arg) }
     }
 
-    fn fd(&self) -> BorrowedFd<'_> {
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.file.as_fd()
     }
 

@@ -51,6 +51,18 @@ pub(crate) unsafe fn ioctl_words(
     unsafe { ioctl_ptr(fd, request, arg.as_mut_ptr().cast()) }
 }
 
+/// `ioctl(fd, request, addr)` with the argument at any address, for
+/// arguments that are meant to fault.
+///
+/// # Safety
+///
+/// Every byte the kernel may write for `request` at `addr` must be memory
+/// that no Rust reference covers, or fault.
+pub(crate) unsafe fn ioctl_addr(fd: BorrowedFd<'_>, request: u32, addr: usize) -> io::Result<i32> {
+    // SAFETY: the caller vouches for the memory at `addr`.
+    unsafe { ioctl_ptr(fd, request, addr as *mut libc::c_void) }
+}
+
 /// # Safety
 ///
 /// `arg` must be valid for every read and write the kernel makes for
