@@ -36,7 +36,8 @@ kernel=$kdir/arch/x86/boot/bzImage
 out=${out:-$(mktemp -d /tmp/vfio-dmabuf-vm.XXXXXX)}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-rm -f "$out"/{rc,dmesg.txt,kmemleak.txt,console.log}
+rm -rf "$out"/{rc,dmesg.txt,kmemleak.txt,console.log,qmp.sock,hotplug}
+mkdir -p "$out/hotplug"
 
 # The ivshmem-plain BAR: 1 GiB, mapped privately from a file holding the
 # known pattern, so the guest's writes never reach the file.
@@ -46,15 +47,17 @@ if [ ! -s "$pattern" ]; then
 	python3 "$REPO/tests/vm/ivshmem_pattern.py" "$pattern" $((1 << 30))
 fi
 
-# edu and ivshmem sit behind PCIe root ports, so that they can be unplugged.
+# edu and ivshmem sit behind PCIe root ports, so that they can be unplugged
+# through the monitor (tests/vm/hotplug_agent.py, on the guest's request).
 qemu_opts=(
 	-machine q35
 	-device pcie-root-port,id=rp_edu,chassis=1,slot=1
-	-device edu,bus=rp_edu
+	-device edu,bus=rp_edu,id=edu0
 	-device pcie-root-port,id=rp_ivshmem,chassis=2,slot=2
 	-object "memory-backend-file,id=ivshmem_mem,share=off,mem-path=$pattern,size=1G"
-	-device ivshmem-plain,memdev=ivshmem_mem,bus=rp_ivshmem
+	-device ivshmem-plain,memdev=ivshmem_mem,bus=rp_ivshmem,id=ivshmem0
 	-device "pci-testdev,membar=$membar"
+	-qmp "unix:$out/qmp.sock,server=on,wait=off"
 )
 
 # KVM only when it is seen to boot this kernel on this machine; the verdict
@@ -82,6 +85,9 @@ echo "$accel_name" >"$out/accel"
 
 note "booting $flavor kernel ($accel_name): $*"
 start=$(date +%s)
+python3 "$REPO/tests/vm/hotplug_agent.py" "$out/qmp.sock" "$out/hotplug" \
+	>"$out/hotplug-agent.log" 2>&1 &
+agent=$!
 set +e
 VM_OUT=$out timeout -k 10 "$timeout_s" "$VENV/bin/vng" --run "$kernel" \
 	"${accel[@]}" --disable-microvm --cpus 2 --memory 2G --verbose \
@@ -91,6 +97,8 @@ VM_OUT=$out timeout -k 10 "$timeout_s" "$VENV/bin/vng" --run "$kernel" \
 	--exec "VM_OUT=$out KDIR=$kdir $REPO/tests/vm/guest/wrap.sh $(printf '%q ' "$@")" \
 	</dev/null >"$out/console.log" 2>&1
 vng_rc=$?
+kill "$agent" 2>/dev/null
+wait "$agent" 2>/dev/null
 set -e
 echo "$(($(date +%s) - start))" >"$out/seconds"
 

@@ -12,6 +12,7 @@
 mod debugfs;
 mod export;
 mod faults;
+mod hotplug;
 mod fuzz;
 mod info;
 mod invalid;
@@ -104,6 +105,7 @@ pub(crate) fn all() -> Vec<Case> {
     cases.extend(revoke::cases());
     cases.extend(reset::cases());
     cases.extend(unbind::cases());
+    cases.extend(hotplug::cases());
     cases.extend(unload::cases());
     cases
 }
