@@ -2,13 +2,17 @@
 """Host half of the guest's hot-plug tests: unplugs and plugs devices
 through QEMU's monitor (QMP) when the guest asks.
 
-    hotplug_agent.py QMP_SOCKET DIR
+    hotplug_agent.py QMP_SOCKET DIR IVSHMEM_FILE
 
 The guest writes DIR/request.N holding "del ID" or "add ID"; the agent
 carries it out and writes DIR/done.N holding "ok" or "error: ..." once
 QEMU has finished (for a removal: once it reports DEVICE_DELETED). The IDs
 and how to add each device back are those tests/vm/run.sh gives them.
 Runs until QEMU closes the socket.
+
+ivshmem-plain is plugged back with a new memory backend each time, over the
+same file: QEMU (seen with 10.0) aborts in qemu_ram_set_idstr() when an
+ivshmem device is added again on the backend its predecessor used.
 """
 import json
 import os
@@ -19,9 +23,10 @@ import time
 
 DEVICES = {
     "edu0": {"driver": "edu", "bus": "rp_edu", "id": "edu0"},
-    "ivshmem0": {"driver": "ivshmem-plain", "memdev": "ivshmem_mem", "bus": "rp_ivshmem",
-                 "id": "ivshmem0"},
+    "ivshmem0": {"driver": "ivshmem-plain", "bus": "rp_ivshmem", "id": "ivshmem0"},
 }
+# The memory backend the ivshmem device uses now (run.sh creates the first).
+backend = {"ivshmem0": "ivshmem_mem"}
 
 
 class Qmp:
@@ -80,7 +85,18 @@ class Qmp:
             self.events.append(message)
 
 
-def main(path, directory):
+def add(qmp, device, pattern, number):
+    arguments = dict(DEVICES[device])
+    if device in backend:
+        memdev = f"ivshmem_mem_{number}"
+        qmp.command("object-add", **{"qom-type": "memory-backend-file", "id": memdev,
+                                     "mem-path": pattern, "size": 1 << 30, "share": False})
+        backend[device] = memdev
+        arguments["memdev"] = memdev
+    qmp.command("device_add", **arguments)
+
+
+def main(path, directory, pattern):
     qmp = Qmp(path)
     done = set()
     while True:
@@ -95,8 +111,10 @@ def main(path, directory):
                 if verb == "del":
                     qmp.command("device_del", id=device)
                     qmp.wait_event("DEVICE_DELETED", device, 60)
+                    if device in backend:
+                        qmp.command("object-del", id=backend[device])
                 elif verb == "add":
-                    qmp.command("device_add", **DEVICES[device])
+                    add(qmp, device, pattern, number)
                 else:
                     raise ValueError(f"unknown request {verb}")
                 result = "ok"
@@ -119,6 +137,6 @@ def main(path, directory):
 
 if __name__ == "__main__":
     try:
-        sys.exit(main(sys.argv[1], sys.argv[2]))
+        sys.exit(main(sys.argv[1], sys.argv[2], sys.argv[3]))
     except (EOFError, ConnectionError):
         sys.exit(0)

@@ -85,7 +85,7 @@ echo "$accel_name" >"$out/accel"
 
 note "booting $flavor kernel ($accel_name): $*"
 start=$(date +%s)
-python3 "$REPO/tests/vm/hotplug_agent.py" "$out/qmp.sock" "$out/hotplug" \
+python3 "$REPO/tests/vm/hotplug_agent.py" "$out/qmp.sock" "$out/hotplug" "$pattern" \
 	>"$out/hotplug-agent.log" 2>&1 &
 agent=$!
 set +e

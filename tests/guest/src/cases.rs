@@ -22,6 +22,7 @@ mod reset;
 mod revoke;
 mod security;
 mod setup;
+mod stress;
 mod unbind;
 mod unload;
 
@@ -106,6 +107,7 @@ pub(crate) fn all() -> Vec<Case> {
     cases.extend(reset::cases());
     cases.extend(unbind::cases());
     cases.extend(hotplug::cases());
+    cases.extend(stress::cases());
     cases.extend(unload::cases());
     cases
 }
