@@ -364,6 +364,54 @@ const CASES: &[(&str, Run)] = &[
             sys::ioctl(importer.fd(), uapi::VFIO_DMABUF_IMP_GET_PFN, &mut arg)
         }, libc::EINVAL)
     }),
+    ("importer: GET_PFN with argsz short fails with EINVAL", |ctx| {
+        let (importer, _dmabuf) = imported(ctx)?;
+        let arg = uapi::vfio_dmabuf_imp_pfn {
+            argsz: uapi::argsz::<uapi::vfio_dmabuf_imp_pfn>() - 8,
+            ..Default::default()
+        };
+        let pages = must("mmap", Pages::new())?;
+        let at = pages.put(&bytes(&arg), 0);
+        refused("GET_PFN", ioctl_at(importer.fd(), uapi::VFIO_DMABUF_IMP_GET_PFN, at), libc::EINVAL)
+    }),
+    (
+        "importer: GET_PFN with its output on a read-only page fails with EFAULT",
+        |ctx| {
+            let (importer, _dmabuf) = imported(ctx)?;
+            let arg = uapi::vfio_dmabuf_imp_pfn {
+                argsz: uapi::argsz::<uapi::vfio_dmabuf_imp_pfn>(),
+                pgoff: 3,
+                ..Default::default()
+            };
+            let pages = must("mmap", Pages::new())?;
+            let at = pages.put(&bytes(&arg), 0);
+            must("mprotect", pages.protect(0, libc::PROT_READ))?;
+            refused("GET_PFN", ioctl_at(importer.fd(), uapi::VFIO_DMABUF_IMP_GET_PFN, at), libc::EFAULT)
+        },
+    ),
+    (
+        "importer: WALK with a non-zero byte past the structure fails with E2BIG",
+        |ctx| {
+            let (importer, _dmabuf) = imported(ctx)?;
+            let mut arg = bytes(&walk_arg(0, 0));
+            arg[0] += 8;
+            arg.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0]);
+            let pages = must("mmap", Pages::new())?;
+            let at = pages.put(&arg, 0);
+            refused("WALK", ioctl_at(importer.fd(), uapi::VFIO_DMABUF_IMP_WALK, at), libc::E2BIG)
+        },
+    ),
+    ("importer: COUNTERS with flags set fails with EINVAL", |ctx| {
+        let (importer, _dmabuf) = imported(ctx)?;
+        let arg = uapi::vfio_dmabuf_imp_counters {
+            argsz: uapi::argsz::<uapi::vfio_dmabuf_imp_counters>(),
+            flags: 1,
+            ..Default::default()
+        };
+        let pages = must("mmap", Pages::new())?;
+        let at = pages.put(&bytes(&arg), 0);
+        refused("COUNTERS", ioctl_at(importer.fd(), uapi::VFIO_DMABUF_IMP_COUNTERS, at), libc::EINVAL)
+    }),
     (
         "importer: COUNTERS with argsz short or its output read-only fails",
         |ctx| {
