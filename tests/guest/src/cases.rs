@@ -97,7 +97,6 @@ pub(crate) fn all() -> Vec<Case> {
     cases.extend(info::cases());
     cases.extend(export::cases());
     cases.extend(invalid::cases());
-    cases.extend(invalid_importer::cases());
     cases.extend(debugfs::cases());
     cases.extend(mmap::cases());
     cases.extend(faults::cases());

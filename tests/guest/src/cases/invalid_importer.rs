@@ -4,13 +4,14 @@
 //! field: the test importer's ioctls field by field, files that are not
 //! dma-buf files or are another exporter's, and user pointers that fault
 //! (unmapped, or read-only where the kernel writes). Each asserts its
-//! documented errno; the last case checks that no file descriptor leaked.
+//! documented errno; `invalid.rs` checks afterwards that no file
+//! descriptor leaked.
 
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
-use super::{all_of, case, ensure, must, refused, Case, Context, Outcome, Shared, Which};
+use super::{all_of, ensure, must, refused, Context, Outcome, Which};
 use crate::expect::{ranges, PAGE};
 use crate::exporter::ExportRequest;
 use crate::importer::Importer;
@@ -136,7 +137,9 @@ fn bad_import(what: &str, arg: &[u8], errno: i32) -> Outcome {
 
 type Run = fn(&mut Context) -> Outcome;
 
-const CASES: &[(&str, Run)] = &[
+/// The refusals; `invalid.rs` runs them after its own, between the count of
+/// open files and the check that none leaked.
+pub(super) const CASES: &[(&str, Run)] = &[
     ("importer: IMPORT with argsz short fails with EINVAL", |_| {
         let mut arg = import_arg(-1);
         all_of([0, 8, 16].map(|argsz| {
@@ -568,24 +571,4 @@ fn system_heap_buffer(len: u64) -> io::Result<OwnedFd> {
         return Err(io::Error::last_os_error());
     }
     sys::owned_fd(data.fd as i32)
-}
-
-pub(super) fn cases() -> Vec<Case> {
-    let before = Shared::<usize>::new();
-    let record = before.clone();
-    let mut cases = vec![case("bad input: counting open files first", move |_| {
-        record.set(must("counting /proc/self/fd", sys::open_fds())?);
-        Ok(())
-    })];
-    cases.extend(CASES.iter().map(|&(name, run)| case(name, run)));
-    cases.push(case(
-        "bad input: the refused requests of both devices leave no file descriptor behind",
-        move |_| {
-            let before = before.take()?;
-            let after = must("counting /proc/self/fd", sys::open_fds())?;
-            ensure!(after == before, "{before} open files before, {after} after");
-            Ok(())
-        },
-    ));
-    cases
 }
