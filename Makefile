@@ -5,7 +5,7 @@
 
 SHELL := /bin/bash
 
-.PHONY: all setup kernel modules test demo check-patches clean help
+.PHONY: all setup kernel modules test demo bench check-patches clean help
 
 all: modules
 
@@ -15,6 +15,7 @@ help:
 	@echo "make setup          install what the build and the tests need"
 	@echo "make kernel         the debug test kernel with patches/ (cached)"
 	@echo "make modules        the project's modules against that kernel"
+	@echo "make bench          walk benchmarks on the performance kernel (not part of test)"
 	@echo "make check-patches  checkpatch --strict and kernel-doc over patches/"
 
 setup:
@@ -31,6 +32,9 @@ test:
 
 demo:
 	@scripts/demo.sh
+
+bench:
+	@scripts/bench.sh
 
 check-patches: setup
 	@scripts/check-patches.sh

@@ -17,8 +17,8 @@ use crate::importer::{Importer, Step};
 use crate::output;
 use crate::size::human_size;
 
-/// The most pages a buffer may have for the page-by-page walks: past it they
-/// take too long to repeat.
+/// The most pages a buffer may have for the page-by-page walks, unless
+/// `--max-pages` says otherwise: past it they take too long to repeat.
 pub(crate) const MAX_PAGES_BY_PAGE: u64 = 1 << 20;
 
 /// What `bench` prints, and `--json` shows as is.
@@ -131,21 +131,18 @@ fn write_text(out: &mut dyn Write, report: &Report) -> io::Result<()> {
 }
 
 /// Imports `exported`, walks it `repeat` times by `max_order` and `repeat`
-/// times page by page (when it has at most [`MAX_PAGES_BY_PAGE`] pages), and
-/// prints the times.
-pub(crate) fn run(exported: &Exported, repeat: u32, json: bool) -> Result<(), Error> {
+/// times page by page (when it has at most `max_pages` pages), and prints
+/// the times.
+pub(crate) fn run(exported: &Exported, repeat: u32, max_pages: u64, json: bool) -> Result<(), Error> {
     let importer = Importer::open()?;
     let size = importer.import(exported.dmabuf.as_fd())?;
     let pages = size / device::page_size();
 
     let max_order = Stats::measure(&importer, Step::MaxOrder, repeat)?;
-    let (page_by_page, page_by_page_skipped) = if pages <= MAX_PAGES_BY_PAGE {
+    let (page_by_page, page_by_page_skipped) = if pages <= max_pages {
         (Some(Stats::measure(&importer, Step::Pages, repeat)?), None)
     } else {
-        let reason = format!(
-            "{pages} pages, more than {MAX_PAGES_BY_PAGE} (1 << {})",
-            MAX_PAGES_BY_PAGE.trailing_zeros()
-        );
+        let reason = format!("{pages} pages, more than --max-pages {max_pages}");
         (None, Some(reason))
     };
     let ratio = page_by_page

@@ -92,7 +92,7 @@ enum Command {
     ///
     /// Exports once, imports into the test importer, and walks R times each
     /// way, as the importer times its walks in the kernel. Page-by-page
-    /// walks are skipped for buffers of more than 1 << 20 pages.
+    /// walks are skipped for buffers of more than --max-pages pages.
     Bench(BenchArgs),
 }
 
@@ -154,6 +154,9 @@ struct BenchArgs {
     #[arg(long, value_name = "R", default_value_t = 10,
           value_parser = clap::value_parser!(u32).range(1..))]
     repeat: u32,
+    /// Skip the page-by-page walks of a buffer of more pages than this.
+    #[arg(long, value_name = "PAGES", default_value_t = bench::MAX_PAGES_BY_PAGE)]
+    max_pages: u64,
 }
 
 #[derive(Args, Debug)]
@@ -239,7 +242,7 @@ fn run(command: Command, json: bool) -> Result<ExitCode, Error> {
         }
         Command::Bench(args) => {
             let exported = export::export(&args.target.device, args.target.bar, &args.ranges)?;
-            bench::run(&exported, args.repeat, json)?;
+            bench::run(&exported, args.repeat, args.max_pages, json)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Peek(args) => {

@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Turns the guest's walk benchmarks (DIR/vm/bench/*.json, written by
+`vfio-dmabuf --json bench`) into DIR/bench.json and DIR/bench.md, and prints
+the table.
+
+    bench_report.py DIR
+"""
+import json
+import os
+import platform
+import subprocess
+import sys
+
+
+def human(n):
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:g} {unit}"
+        n /= 1024
+
+
+def ms(ns):
+    return f"{ns / 1e6:.3f}"
+
+
+def main(directory):
+    vm = os.path.join(directory, "vm")
+    runs = {}
+    bench_dir = os.path.join(vm, "bench")
+    for name in sorted(os.listdir(bench_dir)):
+        if name.endswith(".json"):
+            with open(os.path.join(bench_dir, name)) as f:
+                runs[name[:-5]] = json.load(f)
+    qemu = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True,
+                          text=True).stdout.splitlines()[0]
+    with open(os.path.join(vm, "accel")) as f:
+        accel = f.read().strip()
+    kernel = None
+    with open(os.path.join(vm, "console.log"), errors="replace") as f:
+        for line in f:
+            if "Linux version" in line:
+                kernel = line.split("Linux version", 1)[1].split()[0]
+                break
+    report = {
+        "kernel": kernel,
+        "qemu": qemu,
+        "accelerator": accel,
+        "kvm": accel == "kvm",
+        "host": platform.node(),
+        "walks": runs,
+    }
+    rows = [
+        "| buffer | size | pages | max_order: calls | median ms (min-max) | page by page: calls | median ms (min-max) | speed-up |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in runs.items():
+        m = r["max_order"]
+        p = r.get("page_by_page")
+        page_cols = (f"{p['calls']} | {ms(p['median_ns'])} ({ms(p['min_ns'])}-{ms(p['max_ns'])})"
+                     if p else "skipped | -")
+        ratio = f"{r['ratio']:.0f}x" if r.get("ratio") else "-"
+        rows.append(f"| {name} | {human(r['size'])} | {r['pages']} | {m['calls']} | "
+                    f"{ms(m['median_ns'])} ({ms(m['min_ns'])}-{ms(m['max_ns'])}) | "
+                    f"{page_cols} | {ratio} |")
+    table = "\n".join(rows)
+    header = (f"Walk benchmarks: kernel {kernel} (perf config), {qemu}, "
+              f"{'KVM' if accel == 'kvm' else 'TCG (no KVM)'}; times are the importer's own, "
+              "in the kernel, for one whole walk.\n")
+    with open(os.path.join(directory, "bench.json"), "w") as f:
+        json.dump(report, f, indent=2)
+        f.write("\n")
+    with open(os.path.join(directory, "bench.md"), "w") as f:
+        f.write(header + "\n" + table + "\n")
+    print(header)
+    print(table)
+    print(f"\nbench: {len(runs)} walks; {directory}/bench.json, {directory}/bench.md")
+    return 0 if runs else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

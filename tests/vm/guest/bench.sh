@@ -1,0 +1,37 @@
+#!/bin/bash
+# The guest half of `make bench`: the importer's walks of whole BARs and of
+# unaligned multi-range slices, by max_order and page by page, as JSON in
+# $VM_OUT/bench/. Runs as root in the repository (see tests/vm/run.sh).
+set -eu
+dir=$VM_OUT/bench
+mkdir -p "$dir"
+tool=build/bin/vfio-dmabuf
+insmod drivers/vfio_dmabuf/vfio_dmabuf.ko
+insmod tests/importer/vfio_dmabuf_importer.ko
+for d in /sys/bus/pci/devices/*; do
+	case "$(cat "$d/vendor"):$(cat "$d/device")" in
+	0x1af4:0x1110 | 0x1b36:0x0005)
+		echo vfio_dmabuf >"$d/driver_override"
+		echo "${d##*/}" >/sys/bus/pci/drivers_probe
+		;;
+	esac
+done
+function_of() { grep -l "$1" /sys/bus/pci/devices/*/device | head -n 1 | xargs dirname | xargs basename; }
+ivshmem=$(function_of 0x1110)
+testdev=$(function_of 0x0005)
+# name device bar repeat ranges...
+bench() {
+	local name=$1 device=$2 bar=$3 repeat=$4
+	shift 4
+	echo "bench: $name"
+	$tool --json bench "$device" --bar "$bar" --repeat "$repeat" --max-pages $((1 << 22)) "$@" \
+		>"$dir/$name.json"
+}
+bench ivshmem-1G-whole "$ivshmem" 2 5 whole
+bench ivshmem-slice "$ivshmem" 2 5 0x5000:0x1ff000 0x201000:0x3ff000 0x3ffff000:4K
+bench testdev-16G-whole "$testdev" 2 3 whole
+bench testdev-slice "$testdev" 2 3 0x3000:0x7fffd000 0x80001000:0x3ffff000
+for size in 64K 1M 16M 256M; do
+	bench "ivshmem-$size" "$ivshmem" 2 5 "0:$size"
+done
+rmmod vfio_dmabuf_importer vfio_dmabuf
