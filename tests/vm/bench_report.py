@@ -62,6 +62,26 @@ def main(directory):
         rows.append(f"| {name} | {human(r['size'])} | {r['pages']} | {m['calls']} | "
                     f"{ms(m['median_ns'])} ({ms(m['min_ns'])}-{ms(m['max_ns'])}) | "
                     f"{page_cols} | {ratio} |")
+    revoke_path = os.path.join(vm, "bench-revoke.json")
+    if os.path.exists(revoke_path):
+        with open(revoke_path) as f:
+            report["revoke"] = json.load(f)
+        rows += ["", "| attachments | REVOKE median us (min) | per attachment ns |", "|---:|---:|---:|"]
+        for r in report["revoke"]:
+            rows.append(f"| {r['attachments']} | {r['revoke']['median_ns'] / 1e3:.1f} "
+                        f"({r['revoke']['min_ns'] / 1e3:.1f}) | {r['per_attachment_ns']} |")
+    exports = {}
+    for kind in ("1range", "3ranges"):
+        path = os.path.join(vm, f"bench-export-{kind}.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                exports[kind] = json.load(f)
+    if exports:
+        report["export"] = exports
+        rows += ["", "| EXPORT | median us (min) | close median us |", "|---|---:|---:|"]
+        for kind, r in exports.items():
+            rows.append(f"| {r['ranges']} range(s) | {r['export']['median_ns'] / 1e3:.1f} "
+                        f"({r['export']['min_ns'] / 1e3:.1f}) | {r['close']['median_ns'] / 1e3:.1f} |")
     table = "\n".join(rows)
     header = (f"Walk benchmarks: kernel {kernel} (perf config), {qemu}, "
               f"{'KVM' if accel == 'kvm' else 'TCG (no KVM)'}; times are the importer's own, "

@@ -34,4 +34,10 @@ bench testdev-slice "$testdev" 2 3 0x3000:0x7fffd000 0x80001000:0x3ffff000
 for size in 64K 1M 16M 256M; do
 	bench "ivshmem-$size" "$ivshmem" 2 5 "0:$size"
 done
+echo "bench: revoke with 1, 16, 256 and 1024 attachments"
+$tool --json bench-revoke "$ivshmem" --bar 2 --attachments 1,16,256,1024 --repeat 11 >"$VM_OUT/bench-revoke.json"
+echo "bench: export"
+$tool --json bench-export "$ivshmem" --bar 2 --repeat 101 0:4K >"$VM_OUT/bench-export-1range.json"
+$tool --json bench-export "$ivshmem" --bar 2 --repeat 101 0x5000:0x1ff000 0x201000:0x3ff000 0x3ffff000:4K \
+	>"$VM_OUT/bench-export-3ranges.json"
 rmmod vfio_dmabuf_importer vfio_dmabuf

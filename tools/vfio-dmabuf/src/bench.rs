@@ -165,6 +165,147 @@ pub(crate) fn run(exported: &Exported, repeat: u32, max_pages: u64, json: bool) 
     output::print(json, &report, |out, report| write_text(out, report))
 }
 
+/// Times of repeated system calls.
+#[derive(Serialize)]
+struct Timing {
+    median_ns: u64,
+    min_ns: u64,
+    max_ns: u64,
+}
+
+impl Timing {
+    /// `times` is not empty.
+    fn new(times: &mut [u64]) -> Self {
+        times.sort_unstable();
+        Self {
+            median_ns: median(times),
+            min_ns: times[0],
+            max_ns: times[times.len() - 1],
+        }
+    }
+}
+
+/// Time of one system call, measured around it from user space.
+fn timed<T>(call: impl FnOnce() -> Result<T, Error>) -> Result<(T, u64), Error> {
+    let start = std::time::Instant::now();
+    let value = call()?;
+    Ok((value, u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)))
+}
+
+/// One row of `bench-revoke`.
+#[derive(Serialize)]
+struct RevokeRow {
+    attachments: usize,
+    /// REVOKE, which invalidates every attachment and waits for fences.
+    revoke: Timing,
+    /// `revoke.median_ns` over `attachments`.
+    per_attachment_ns: u64,
+}
+
+/// Raises the soft limit on open files to the hard one: each attachment is
+/// an open importer file.
+fn raise_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write only `limit`.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+/// `bench-revoke`: for each count, attaches that many importers to one
+/// buffer and times REVOKE (from user space, around the ioctl), `repeat`
+/// times, restoring in between.
+pub(crate) fn revoke(
+    exported: &Exported,
+    counts: &[usize],
+    repeat: u32,
+    json: bool,
+) -> Result<(), Error> {
+    raise_file_limit();
+    let device = crate::device::Device::open(&exported.path)?;
+    let mut rows = Vec::new();
+    for &count in counts {
+        let mut importers = Vec::with_capacity(count);
+        for _ in 0..count {
+            let importer = Importer::open()?;
+            importer.import(exported.dmabuf.as_fd())?;
+            importers.push(importer);
+        }
+        let mut times = Vec::with_capacity(repeat as usize);
+        for _ in 0..repeat.max(1) {
+            let ((), ns) = timed(|| device.revoke(exported.bar))?;
+            device.restore(exported.bar)?;
+            times.push(ns);
+        }
+        let revoke = Timing::new(&mut times);
+        let per_attachment_ns = revoke.median_ns / count.max(1) as u64;
+        rows.push(RevokeRow {
+            attachments: count,
+            revoke,
+            per_attachment_ns,
+        });
+    }
+    output::print(json, &rows, |out, rows| {
+        writeln!(out, "{:>12} {:>14} {:>14} {:>14}", "attachments", "median ns", "min ns", "ns/attachment")?;
+        for r in rows {
+            writeln!(
+                out,
+                "{:>12} {:>14} {:>14} {:>14}",
+                r.attachments, r.revoke.median_ns, r.revoke.min_ns, r.per_attachment_ns
+            )?;
+        }
+        Ok(())
+    })
+}
+
+/// `bench-export`: times EXPORT of the ranges (and the close of the new
+/// dma-buf, separately), `repeat` times.
+pub(crate) fn export(
+    device: &std::path::Path,
+    bar: u32,
+    ranges: &[crate::size::RangeArg],
+    repeat: u32,
+    json: bool,
+) -> Result<(), Error> {
+    let first = crate::export::export(device, bar, ranges)?;
+    let handle = crate::device::Device::open(&first.path)?;
+    let mut exports = Vec::new();
+    let mut closes = Vec::new();
+    for _ in 0..repeat.max(1) {
+        let (fd, ns) = timed(|| handle.export(bar, &first.ranges))?;
+        exports.push(ns);
+        let ((), ns) = timed(|| {
+            drop(fd);
+            Ok(())
+        })?;
+        closes.push(ns);
+    }
+    #[derive(Serialize)]
+    struct ExportReport {
+        ranges: usize,
+        export: Timing,
+        close: Timing,
+    }
+    let report = ExportReport {
+        ranges: first.ranges.len(),
+        export: Timing::new(&mut exports),
+        close: Timing::new(&mut closes),
+    };
+    output::print(json, &report, |out, r| {
+        writeln!(
+            out,
+            "EXPORT of {} range(s): median {} ns (min {}); close: median {} ns",
+            r.ranges, r.export.median_ns, r.export.min_ns, r.close.median_ns
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

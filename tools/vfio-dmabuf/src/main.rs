@@ -94,6 +94,24 @@ enum Command {
     /// way, as the importer times its walks in the kernel. Page-by-page
     /// walks are skipped for buffers of more than --max-pages pages.
     Bench(BenchArgs),
+    /// Time REVOKE of a BAR with 1, 16, 256... importers attached to one of
+    /// its buffers (per attachment: the median over the count).
+    BenchRevoke(BenchRevokeArgs),
+    /// Time EXPORT of slices of a BAR (and the close of the new dma-buf).
+    BenchExport(BenchArgs),
+}
+
+#[derive(Args, Debug)]
+struct BenchRevokeArgs {
+    #[command(flatten)]
+    target: BarArgs,
+    /// Attachment counts, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 16, 256, 1024])]
+    attachments: Vec<usize>,
+    /// REVOKEs per count.
+    #[arg(long, value_name = "R", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    repeat: u32,
 }
 
 /// A BAR of a bound function.
@@ -243,6 +261,16 @@ fn run(command: Command, json: bool) -> Result<ExitCode, Error> {
         Command::Bench(args) => {
             let exported = export::export(&args.target.device, args.target.bar, &args.ranges)?;
             bench::run(&exported, args.repeat, args.max_pages, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::BenchRevoke(args) => {
+            let exported =
+                export::export(&args.target.device, args.target.bar, &[RangeArg::Slice { offset: 0, length: 4096 }])?;
+            bench::revoke(&exported, &args.attachments, args.repeat, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::BenchExport(args) => {
+            bench::export(&args.target.device, args.target.bar, &args.ranges, args.repeat, json)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Peek(args) => {
