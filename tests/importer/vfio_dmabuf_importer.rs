@@ -96,11 +96,12 @@ impl Segment {
 #[pin_data]
 struct Table {
     /// Built by the last walk, or entry by entry by faults; sorted by
-    /// `pgoff`; emptied on invalidation. Changed only under the buffer's
+    /// `pgoff`; emptied on invalidation. A page-by-page walk of a large BAR
+    /// has millions of entries: kvmalloc'ed, not kmalloc'ed. Changed only under the buffer's
     /// reservation lock (invalidation holds it; a walk or a fault takes it),
     /// and taken inside it, never the other way round.
     #[pin]
-    segments: Mutex<KVec<Segment>>,
+    segments: Mutex<KVVec<Segment>>,
     invalidations: AtomicU64,
     /// The user mappings of the importing file, zapped on invalidation.
     mappings: Arc<AddressSpace>,
@@ -198,7 +199,7 @@ impl ImporterFile {
         let size = buf.size() as u64;
         let table = Arc::pin_init(
             pin_init!(Table {
-                segments <- new_mutex!(KVec::new()),
+                segments <- new_mutex!(KVVec::new()),
                 invalidations: AtomicU64::new(0),
                 mappings: self.mappings.clone(),
             }),
@@ -233,7 +234,7 @@ impl ImporterFile {
         let import = Option::as_mut(&mut *guard).ok_or(ENOENT)?;
         let pages = import.attachment.buffer().size() / kernel::page::PAGE_SIZE;
         let generation = import.table.invalidations.load(Ordering::Relaxed);
-        let mut table = KVec::new();
+        let mut table = KVVec::new();
         let start = Instant::<Monotonic>::now();
         let mut pgoff = 0usize;
         let mut calls = 0u64;

@@ -36,11 +36,15 @@ def main(directory):
     with open(os.path.join(vm, "accel")) as f:
         accel = f.read().strip()
     kernel = None
-    with open(os.path.join(vm, "console.log"), errors="replace") as f:
-        for line in f:
-            if "Linux version" in line:
-                kernel = line.split("Linux version", 1)[1].split()[0]
-                break
+    for log in ("dmesg.txt", "console.log"):
+        path = os.path.join(vm, log)
+        if kernel or not os.path.exists(path):
+            continue
+        with open(path, errors="replace") as f:
+            for line in f:
+                if "Linux version" in line:
+                    kernel = line.split("Linux version", 1)[1].split()[0]
+                    break
     report = {
         "kernel": kernel,
         "qemu": qemu,
