@@ -108,6 +108,10 @@ pub(super) fn cases() -> Vec<Case> {
         walk_pages,
     ));
     cases.push(case(
+        "ivshmem BAR2: a page-by-page walk of the whole 1 GiB keeps its 262144 entries",
+        walk_pages_large,
+    ));
+    cases.push(case(
         "edu BAR0: GET_PFN past the end of the buffer fails with ERANGE",
         get_pfn_past_end,
     ));
@@ -416,5 +420,32 @@ fn open_flags(ctx: &mut Context) -> Outcome {
             "{what}: file flags {status:#o}, close-on-exec {fd_cloexec}"
         );
     }
+    Ok(())
+}
+
+/// A table too large for kmalloc (6 MiB): the importer keeps it in
+/// kvmalloc'ed memory. (It used kmalloc, and the page allocator WARNed.)
+fn walk_pages_large(ctx: &mut Context) -> Outcome {
+    let bar = *ctx.device(Which::Ivshmem)?.bar(2);
+    let (buffer, _dmabuf, importer) =
+        export_and_import(ctx, Which::Ivshmem, 2, &ranges(&[(0, bar.size())]))?;
+    let walk = must(
+        "WALK (pages)",
+        importer.walk(uapi::VFIO_DMABUF_IMP_WALK_PAGES, 0),
+    )?;
+    ensure!(
+        u64::from(walk.entries) == buffer.pages() && walk.calls == buffer.pages(),
+        "WALK reports {} entries in {} calls for {} pages",
+        walk.entries,
+        walk.calls,
+        buffer.pages()
+    );
+    let counters = must("COUNTERS", importer.counters())?;
+    ensure!(
+        counters.table_segments == buffer.pages(),
+        "the importer keeps {} entries",
+        counters.table_segments
+    );
+    ctx.note(format!("{} entries in {} ns", walk.entries, walk.nanoseconds));
     Ok(())
 }
