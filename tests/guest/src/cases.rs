@@ -12,8 +12,8 @@
 mod debugfs;
 mod export;
 mod faults;
-mod hotplug;
 mod fuzz;
+mod hotplug;
 mod info;
 mod invalid;
 mod invalid_importer;

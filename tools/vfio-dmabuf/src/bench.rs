@@ -133,7 +133,12 @@ fn write_text(out: &mut dyn Write, report: &Report) -> io::Result<()> {
 /// Imports `exported`, walks it `repeat` times by `max_order` and `repeat`
 /// times page by page (when it has at most `max_pages` pages), and prints
 /// the times.
-pub(crate) fn run(exported: &Exported, repeat: u32, max_pages: u64, json: bool) -> Result<(), Error> {
+pub(crate) fn run(
+    exported: &Exported,
+    repeat: u32,
+    max_pages: u64,
+    json: bool,
+) -> Result<(), Error> {
     let importer = Importer::open()?;
     let size = importer.import(exported.dmabuf.as_fd())?;
     let pages = size / device::page_size();
@@ -189,7 +194,10 @@ impl Timing {
 fn timed<T>(call: impl FnOnce() -> Result<T, Error>) -> Result<(T, u64), Error> {
     let start = std::time::Instant::now();
     let value = call()?;
-    Ok((value, u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)))
+    Ok((
+        value,
+        u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX),
+    ))
 }
 
 /// One row of `bench-revoke`.
@@ -252,7 +260,11 @@ pub(crate) fn revoke(
         });
     }
     output::print(json, &rows, |out, rows| {
-        writeln!(out, "{:>12} {:>14} {:>14} {:>14}", "attachments", "median ns", "min ns", "ns/attachment")?;
+        writeln!(
+            out,
+            "{:>12} {:>14} {:>14} {:>14}",
+            "attachments", "median ns", "min ns", "ns/attachment"
+        )?;
         for r in rows {
             writeln!(
                 out,

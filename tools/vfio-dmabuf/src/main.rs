@@ -264,13 +264,25 @@ fn run(command: Command, json: bool) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         Command::BenchRevoke(args) => {
-            let exported =
-                export::export(&args.target.device, args.target.bar, &[RangeArg::Slice { offset: 0, length: 4096 }])?;
+            let exported = export::export(
+                &args.target.device,
+                args.target.bar,
+                &[RangeArg::Slice {
+                    offset: 0,
+                    length: 4096,
+                }],
+            )?;
             bench::revoke(&exported, &args.attachments, args.repeat, json)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::BenchExport(args) => {
-            bench::export(&args.target.device, args.target.bar, &args.ranges, args.repeat, json)?;
+            bench::export(
+                &args.target.device,
+                args.target.bar,
+                &args.ranges,
+                args.repeat,
+                json,
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Peek(args) => {

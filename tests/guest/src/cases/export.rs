@@ -446,6 +446,9 @@ fn walk_pages_large(ctx: &mut Context) -> Outcome {
         "the importer keeps {} entries",
         counters.table_segments
     );
-    ctx.note(format!("{} entries in {} ns", walk.entries, walk.nanoseconds));
+    ctx.note(format!(
+        "{} entries in {} ns",
+        walk.entries, walk.nanoseconds
+    ));
     Ok(())
 }

@@ -160,7 +160,10 @@ fn report(ctx: &mut Context, what: &str, sweep: &Sweep) -> Outcome {
             names.join(", ")
         }
     ));
-    ensure!(sweep.points > 0, "{what} reached no failure point: is fail-nth working?");
+    ensure!(
+        sweep.points > 0,
+        "{what} reached no failure point: is fail-nth working?"
+    );
     Ok(())
 }
 
@@ -284,11 +287,20 @@ fn mmap(ctx: &mut Context) -> Outcome {
         },
         |result| {
             if let Ok(id) = result {
-                ensure!(id == super::mmap::EDU_ID, "read {id:#010x} through the mapping");
+                ensure!(
+                    id == super::mmap::EDU_ID,
+                    "read {id:#010x} through the mapping"
+                );
             }
-            let mapping = must("mmap without injection", importer.map(0, PAGE as usize, PAGE as usize))?;
+            let mapping = must(
+                "mmap without injection",
+                importer.map(0, PAGE as usize, PAGE as usize),
+            )?;
             let id = must("read", mapping.read32(0))?;
-            ensure!(id == super::mmap::EDU_ID, "read {id:#010x} without injection");
+            ensure!(
+                id == super::mmap::EDU_ID,
+                "read {id:#010x} without injection"
+            );
             Ok(())
         },
     )?;

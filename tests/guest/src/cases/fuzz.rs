@@ -66,7 +66,15 @@ struct Model {
 }
 
 const NAMES: [&str; 10] = [
-    "export", "bad export", "close", "import", "walk", "get_pfn", "counters", "revoke", "restore",
+    "export",
+    "bad export",
+    "close",
+    "import",
+    "walk",
+    "get_pfn",
+    "counters",
+    "revoke",
+    "restore",
     "unknown",
 ];
 
@@ -93,7 +101,9 @@ fn seed() -> u64 {
 
 fn run(ctx: &mut Context) -> Outcome {
     let seed = seed();
-    ctx.note(format!("seed {seed:#x} (replay: VFIO_DMABUF_FUZZ_SEED={seed:x})"));
+    ctx.note(format!(
+        "seed {seed:#x} (replay: VFIO_DMABUF_FUZZ_SEED={seed:x})"
+    ));
     let fds_before = sys::open_fds().map_err(|e| e.to_string())?;
     let mut rng = Rng(seed);
     let mut model = Model {
@@ -131,7 +141,10 @@ fn run(ctx: &mut Context) -> Outcome {
         skip => skip,
     })?;
     let fds_after = sys::open_fds().map_err(|e| e.to_string())?;
-    ensure!(fds_after == fds_before, "{fds_before} open files before, {fds_after} after");
+    ensure!(
+        fds_after == fds_before,
+        "{fds_before} open files before, {fds_after} after"
+    );
     Ok(())
 }
 
@@ -198,13 +211,18 @@ fn step(ctx: &Context, rng: &mut Rng, m: &mut Model) -> Outcome {
                 // Every import of that BAR dropped its table.
                 for imp in &m.importers {
                     if matches!(&imp.import, Some((b, _)) if *b == bar) {
-                        let c = imp.importer.counters().map_err(|e| format!("COUNTERS: {e}"))?;
+                        let c = imp
+                            .importer
+                            .counters()
+                            .map_err(|e| format!("COUNTERS: {e}"))?;
                         m.calls += 1;
                         ensure!(c.table_segments == 0, "a table survived REVOKE: {c:?}");
                     }
                 }
             } else {
-                exporter.restore(index).map_err(|e| format!("RESTORE: {e}"))?;
+                exporter
+                    .restore(index)
+                    .map_err(|e| format!("RESTORE: {e}"))?;
                 m.live[bar] = true;
             }
             Ok(())
@@ -215,7 +233,9 @@ fn step(ctx: &Context, rng: &mut Rng, m: &mut Model) -> Outcome {
             info.info.argsz = uapi::argsz::<uapi::vfio_dmabuf_info>();
             expect_err(
                 "an undefined request",
-                device.exporter.undefined(uapi::VFIO_DMABUF_UNDEFINED, &mut info),
+                device
+                    .exporter
+                    .undefined(uapi::VFIO_DMABUF_UNDEFINED, &mut info),
                 libc::ENOTTY,
             )
         }
@@ -260,7 +280,10 @@ fn bad_export(ctx: &Context, rng: &mut Rng) -> Outcome {
             ("an overflowing range", libc::EOVERFLOW)
         }
         7 => {
-            request = ExportRequest::new(index, &ranges(&vec![(0, PAGE); 257 + rng.below(64) as usize]));
+            request = ExportRequest::new(
+                index,
+                &ranges(&vec![(0, PAGE); 257 + rng.below(64) as usize]),
+            );
             ("too many ranges", libc::E2BIG)
         }
         _ => {
@@ -297,7 +320,11 @@ fn import(rng: &mut Rng, m: &mut Model) -> Outcome {
     imp.import = None;
     if m.live[bar] {
         let size = result.map_err(|e| format!("IMPORT of a live buffer: {e}"))?;
-        ensure!(size == buffer.size(), "IMPORT says {size:#x} bytes, expected {:#x}", buffer.size());
+        ensure!(
+            size == buffer.size(),
+            "IMPORT says {size:#x} bytes, expected {:#x}",
+            buffer.size()
+        );
         imp.import = Some((bar, buffer));
         Ok(())
     } else {
@@ -310,11 +337,23 @@ fn walk(rng: &mut Rng, m: &mut Model) -> Outcome {
         return Ok(());
     };
     let pages = rng.below(4) == 0;
-    let flags = if pages { uapi::VFIO_DMABUF_IMP_WALK_PAGES } else { 0 };
+    let flags = if pages {
+        uapi::VFIO_DMABUF_IMP_WALK_PAGES
+    } else {
+        0
+    };
     match &imp.import {
-        None => expect_err("WALK without an import", imp.importer.walk(flags, 1), libc::ENOENT),
+        None => expect_err(
+            "WALK without an import",
+            imp.importer.walk(flags, 1),
+            libc::ENOENT,
+        ),
         Some((bar, buffer)) => {
-            let expected: Vec<Entry> = if pages { buffer.walk_pages() } else { buffer.walk() };
+            let expected: Vec<Entry> = if pages {
+                buffer.walk_pages()
+            } else {
+                buffer.walk()
+            };
             if pages && expected.len() > 4096 {
                 return Ok(());
             }
@@ -323,7 +362,10 @@ fn walk(rng: &mut Rng, m: &mut Model) -> Outcome {
                 return expect_err("WALK of a revoked buffer", result, libc::ENODEV);
             }
             let walk = result.map_err(|e| format!("WALK of a live buffer: {e}"))?;
-            ensure!(walk.table == expected, "WALK table differs from the reference");
+            ensure!(
+                walk.table == expected,
+                "WALK table differs from the reference"
+            );
             Ok(())
         }
     }
@@ -334,7 +376,11 @@ fn get_pfn(rng: &mut Rng, m: &mut Model) -> Outcome {
         return Ok(());
     };
     let Some((bar, buffer)) = &imp.import else {
-        return expect_err("GET_PFN without an import", imp.importer.get_pfn(0), libc::ENOENT);
+        return expect_err(
+            "GET_PFN without an import",
+            imp.importer.get_pfn(0),
+            libc::ENOENT,
+        );
     };
     let pgoff = match rng.below(8) {
         0 => buffer.pages() + rng.below(1 << 20),
@@ -347,7 +393,10 @@ fn get_pfn(rng: &mut Rng, m: &mut Model) -> Outcome {
         Some(_) if !m.live[*bar] => expect_err("GET_PFN of a revoked buffer", result, libc::ENODEV),
         Some(expected) => {
             let got = result.map_err(|e| format!("GET_PFN of page {pgoff:#x}: {e}"))?;
-            ensure!(got == expected, "GET_PFN of page {pgoff:#x}: {got:x?}, expected {expected:x?}");
+            ensure!(
+                got == expected,
+                "GET_PFN of page {pgoff:#x}: {got:x?}, expected {expected:x?}"
+            );
             Ok(())
         }
     }

@@ -47,8 +47,9 @@ struct Monitor {
 
 impl Monitor {
     fn new() -> Result<Self, Failure> {
-        let out = std::env::var("VM_OUT")
-            .map_err(|_| Failure::Fail("VM_OUT is not set: not run by tests/vm/run.sh".to_owned()))?;
+        let out = std::env::var("VM_OUT").map_err(|_| {
+            Failure::Fail("VM_OUT is not set: not run by tests/vm/run.sh".to_owned())
+        })?;
         let dir = PathBuf::from(out).join("hotplug");
         ensure!(dir.is_dir(), "{} is missing", dir.display());
         // Numbers already used by an earlier case of this run.
@@ -64,7 +65,10 @@ impl Monitor {
         let n = self.next;
         self.next += 1;
         let tmp = self.dir.join(format!(".request.{n}"));
-        must("writing a request", std::fs::write(&tmp, format!("{verb} {id}\n")))?;
+        must(
+            "writing a request",
+            std::fs::write(&tmp, format!("{verb} {id}\n")),
+        )?;
         must(
             "posting a request",
             std::fs::rename(&tmp, self.dir.join(format!("request.{n}"))),
@@ -93,7 +97,10 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) -> Outcome {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Err(Failure::Fail(format!("{what}: not within {} s", TIMEOUT.as_secs())))
+    Err(Failure::Fail(format!(
+        "{what}: not within {} s",
+        TIMEOUT.as_secs()
+    )))
 }
 
 fn cycles(ctx: &mut Context, which: Which, count: u32) -> Outcome {
@@ -104,11 +111,10 @@ fn cycles(ctx: &mut Context, which: Which, count: u32) -> Outcome {
     };
     let start = Instant::now();
     for cycle in 1..=count {
-        one_cycle(ctx, &mut monitor, which, id, bar, len)
-            .map_err(|f| match f {
-                Failure::Fail(m) => Failure::Fail(format!("cycle {cycle}: {m}")),
-                skip => skip,
-            })?;
+        one_cycle(ctx, &mut monitor, which, id, bar, len).map_err(|f| match f {
+            Failure::Fail(m) => Failure::Fail(format!("cycle {cycle}: {m}")),
+            skip => skip,
+        })?;
     }
     ctx.note(format!(
         "{count} cycles in {:.1} s",
@@ -137,7 +143,10 @@ fn one_cycle(
     must("WALK", importer.walk(0, 16))?;
     let mapping = must("mmap", importer.map(0, buffer.size() as usize, PAGE_SIZE))?;
     let word = must("read", mapping.read32(0))?;
-    ensure!(word == first_word(which), "offset 0 reads {word:#010x} before the unplug");
+    ensure!(
+        word == first_word(which),
+        "offset 0 reads {word:#010x} before the unplug"
+    );
 
     let device = ctx.take_device(which)?;
     let function = device.function.clone();
@@ -150,11 +159,17 @@ fn one_cycle(
     let checks = all_of([
         ensure_counters(&counters),
         refused("WALK after the unplug", importer.walk(0, 16), libc::ENODEV),
-        refused("INFO after the unplug", device.exporter.info(), libc::ENODEV),
+        refused(
+            "INFO after the unplug",
+            device.exporter.info(),
+            libc::ENODEV,
+        ),
         if access == Access::Sigbus {
             Ok(())
         } else {
-            Err(Failure::Fail(format!("a read after the unplug gave {access:x?}")))
+            Err(Failure::Fail(format!(
+                "a read after the unplug gave {access:x?}"
+            )))
         },
     ]);
     drop(mapping);
@@ -185,7 +200,10 @@ fn one_cycle(
     let (buffer, _dmabuf, importer) = export_and_import(ctx, which, bar, &ranges(&[(0, PAGE)]))?;
     let mapping = must("mmap", importer.map(0, buffer.size() as usize, PAGE_SIZE))?;
     let word = must("read", mapping.read32(0))?;
-    ensure!(word == first_word(which), "offset 0 reads {word:#010x} after the plug");
+    ensure!(
+        word == first_word(which),
+        "offset 0 reads {word:#010x} after the plug"
+    );
     Ok(())
 }
 

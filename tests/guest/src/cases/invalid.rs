@@ -5,7 +5,9 @@
 
 use std::os::fd::AsFd;
 
-use super::{case, ensure, invalid_importer, must, refused, Case, Context, Device, Outcome, Shared, Which};
+use super::{
+    case, ensure, invalid_importer, must, refused, Case, Context, Device, Outcome, Shared, Which,
+};
 use crate::expect::{ranges, PAGE};
 use crate::exporter::{revoke_arg, ExportRequest, InfoWithTail};
 use crate::pci;
@@ -316,7 +318,11 @@ pub(super) fn cases() -> Vec<Case> {
         unknown_ioctls(ctx)
     })];
     cases.extend(REFUSALS.iter().map(|&(name, run)| case(name, run)));
-    cases.extend(invalid_importer::CASES.iter().map(|&(name, run)| case(name, run)));
+    cases.extend(
+        invalid_importer::CASES
+            .iter()
+            .map(|&(name, run)| case(name, run)),
+    );
     cases.push(case(
         "the refused requests of both devices leave no file descriptor behind",
         move |_| {

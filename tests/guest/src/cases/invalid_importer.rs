@@ -132,7 +132,11 @@ fn bad_import(what: &str, arg: &[u8], errno: i32) -> Outcome {
     let importer = Importer::open()?;
     let pages = must("mmap", Pages::new())?;
     let at = pages.put(arg, 0);
-    refused(what, ioctl_at(importer.fd(), uapi::VFIO_DMABUF_IMP_IMPORT, at), errno)
+    refused(
+        what,
+        ioctl_at(importer.fd(), uapi::VFIO_DMABUF_IMP_IMPORT, at),
+        errno,
+    )
 }
 
 type Run = fn(&mut Context) -> Outcome;
@@ -140,23 +144,33 @@ type Run = fn(&mut Context) -> Outcome;
 /// The refusals; `invalid.rs` runs them after its own, between the count of
 /// open files and the check that none leaked.
 pub(super) const CASES: &[(&str, Run)] = &[
-    ("importer: IMPORT with argsz short fails with EINVAL", |_| {
-        let mut arg = import_arg(-1);
-        all_of([0, 8, 16].map(|argsz| {
-            arg.argsz = argsz;
-            bad_import(&format!("IMPORT with argsz {argsz}"), &bytes(&arg), libc::EINVAL)
-        }))
-    }),
+    (
+        "importer: IMPORT with argsz short fails with EINVAL",
+        |_| {
+            let mut arg = import_arg(-1);
+            all_of([0, 8, 16].map(|argsz| {
+                arg.argsz = argsz;
+                bad_import(
+                    &format!("IMPORT with argsz {argsz}"),
+                    &bytes(&arg),
+                    libc::EINVAL,
+                )
+            }))
+        },
+    ),
     ("importer: IMPORT with flags set fails with EINVAL", |_| {
         let mut arg = import_arg(-1);
         arg.flags = 1;
         bad_import("IMPORT with flags 1", &bytes(&arg), libc::EINVAL)
     }),
-    ("importer: IMPORT with __reserved set fails with EINVAL", |_| {
-        let mut arg = import_arg(-1);
-        arg.__reserved = 1;
-        bad_import("IMPORT with __reserved 1", &bytes(&arg), libc::EINVAL)
-    }),
+    (
+        "importer: IMPORT with __reserved set fails with EINVAL",
+        |_| {
+            let mut arg = import_arg(-1);
+            arg.__reserved = 1;
+            bad_import("IMPORT with __reserved 1", &bytes(&arg), libc::EINVAL)
+        },
+    ),
     (
         "importer: IMPORT with a non-zero byte past the structure fails with E2BIG",
         |ctx| {
@@ -187,16 +201,27 @@ pub(super) const CASES: &[(&str, Run)] = &[
     ("importer: IMPORT of fd -1 fails with EBADF", |_| {
         bad_import("IMPORT of fd -1", &bytes(&import_arg(-1)), libc::EBADF)
     }),
-    ("importer: IMPORT of a closed descriptor fails with EBADF", |_| {
-        bad_import("IMPORT of fd 100000", &bytes(&import_arg(100_000)), libc::EBADF)
-    }),
+    (
+        "importer: IMPORT of a closed descriptor fails with EBADF",
+        |_| {
+            bad_import(
+                "IMPORT of fd 100000",
+                &bytes(&import_arg(100_000)),
+                libc::EBADF,
+            )
+        },
+    ),
     (
         "importer: IMPORT of a file that is not a dma-buf fails with EINVAL",
         |_| {
             let null = must("open /dev/null", File::open("/dev/null"))?;
             let importer = Importer::open()?;
             all_of([
-                bad_import("IMPORT of /dev/null", &bytes(&import_arg(null.as_raw_fd())), libc::EINVAL),
+                bad_import(
+                    "IMPORT of /dev/null",
+                    &bytes(&import_arg(null.as_raw_fd())),
+                    libc::EINVAL,
+                ),
                 bad_import(
                     "IMPORT of an importer file",
                     &bytes(&import_arg(importer.fd().as_raw_fd())),
@@ -267,27 +292,45 @@ pub(super) const CASES: &[(&str, Run)] = &[
         arg.argsz -= 8;
         let pages = must("mmap", Pages::new())?;
         let at = pages.put(&bytes(&arg), 0);
-        refused("WALK", ioctl_at(importer.fd(), uapi::VFIO_DMABUF_IMP_WALK, at), libc::EINVAL)
+        refused(
+            "WALK",
+            ioctl_at(importer.fd(), uapi::VFIO_DMABUF_IMP_WALK, at),
+            libc::EINVAL,
+        )
     }),
-    ("importer: WALK with an unknown flag fails with EINVAL", |ctx| {
-        let (importer, _dmabuf) = imported(ctx)?;
-        refused("WALK with flag 2", importer.walk(2, 1), libc::EINVAL)
-    }),
-    ("importer: WALK with __reserved set fails with EINVAL", |ctx| {
-        let (importer, _dmabuf) = imported(ctx)?;
-        let mut arg = walk_arg(0, 0);
-        arg.__reserved = 1;
-        let pages = must("mmap", Pages::new())?;
-        let at = pages.put(&bytes(&arg), 0);
-        refused("WALK", ioctl_at(importer.fd(), uapi::VFIO_DMABUF_IMP_WALK, at), libc::EINVAL)
-    }),
+    (
+        "importer: WALK with an unknown flag fails with EINVAL",
+        |ctx| {
+            let (importer, _dmabuf) = imported(ctx)?;
+            refused("WALK with flag 2", importer.walk(2, 1), libc::EINVAL)
+        },
+    ),
+    (
+        "importer: WALK with __reserved set fails with EINVAL",
+        |ctx| {
+            let (importer, _dmabuf) = imported(ctx)?;
+            let mut arg = walk_arg(0, 0);
+            arg.__reserved = 1;
+            let pages = must("mmap", Pages::new())?;
+            let at = pages.put(&bytes(&arg), 0);
+            refused(
+                "WALK",
+                ioctl_at(importer.fd(), uapi::VFIO_DMABUF_IMP_WALK, at),
+                libc::EINVAL,
+            )
+        },
+    ),
     (
         "importer: WALK with its table on an unmapped page fails with EFAULT",
         |ctx| {
             let (importer, _dmabuf) = imported(ctx)?;
             let pages = must("mmap", Pages::new())?;
             let at = pages.put(&bytes(&walk_arg(4, pages.hole())), 0);
-            refused("WALK", ioctl_at(importer.fd(), uapi::VFIO_DMABUF_IMP_WALK, at), libc::EFAULT)
+            refused(
+                "WALK",
+                ioctl_at(importer.fd(), uapi::VFIO_DMABUF_IMP_WALK, at),
+                libc::EFAULT,
+            )
         },
     ),
     (
@@ -298,7 +341,11 @@ pub(super) const CASES: &[(&str, Run)] = &[
             must("mprotect", table.protect(0, libc::PROT_READ))?;
             let pages = must("mmap", Pages::new())?;
             let at = pages.put(&bytes(&walk_arg(4, table.start())), 0);
-            refused("WALK", ioctl_at(importer.fd(), uapi::VFIO_DMABUF_IMP_WALK, at), libc::EFAULT)
+            refused(
+                "WALK",
+                ioctl_at(importer.fd(), uapi::VFIO_DMABUF_IMP_WALK, at),
+                libc::EFAULT,
+            )
         },
     ),
     (
@@ -308,7 +355,11 @@ pub(super) const CASES: &[(&str, Run)] = &[
             let pages = must("mmap", Pages::new())?;
             let arg = bytes(&walk_arg(0, 0));
             let at = pages.put(&arg[..24], 0);
-            refused("WALK", ioctl_at(importer.fd(), uapi::VFIO_DMABUF_IMP_WALK, at), libc::EFAULT)
+            refused(
+                "WALK",
+                ioctl_at(importer.fd(), uapi::VFIO_DMABUF_IMP_WALK, at),
+                libc::EFAULT,
+            )
         },
     ),
     (
@@ -319,7 +370,11 @@ pub(super) const CASES: &[(&str, Run)] = &[
             let (buffer, _dmabuf, importer) =
                 super::export::export_and_import(ctx, Which::Ivshmem, 2, &slice)?;
             let expected = buffer.walk();
-            ensure!(expected.len() >= 3, "the slice has {} blocks", expected.len());
+            ensure!(
+                expected.len() >= 3,
+                "the slice has {} blocks",
+                expected.len()
+            );
             let untouched = uapi::vfio_dmabuf_imp_segment {
                 pgoff: u64::MAX,
                 ..Default::default()
@@ -352,31 +407,47 @@ pub(super) const CASES: &[(&str, Run)] = &[
         let (importer, _dmabuf) = imported(ctx)?;
         all_of([
             refused("GET_PFN of page 16", importer.get_pfn(16), libc::ERANGE),
-            refused("GET_PFN of page 2^64-1", importer.get_pfn(u64::MAX), libc::ERANGE),
+            refused(
+                "GET_PFN of page 2^64-1",
+                importer.get_pfn(u64::MAX),
+                libc::ERANGE,
+            ),
         ])
     }),
-    ("importer: GET_PFN with flags set fails with EINVAL", |ctx| {
-        let (importer, _dmabuf) = imported(ctx)?;
-        let mut arg = uapi::vfio_dmabuf_imp_pfn {
-            argsz: uapi::argsz::<uapi::vfio_dmabuf_imp_pfn>(),
-            flags: 1,
-            ..Default::default()
-        };
-        // SAFETY: GET_PFN writes only its argument, which holds no address.
-        refused("GET_PFN", unsafe {
-            sys::ioctl(importer.fd(), uapi::VFIO_DMABUF_IMP_GET_PFN, &mut arg)
-        }, libc::EINVAL)
-    }),
-    ("importer: GET_PFN with argsz short fails with EINVAL", |ctx| {
-        let (importer, _dmabuf) = imported(ctx)?;
-        let arg = uapi::vfio_dmabuf_imp_pfn {
-            argsz: uapi::argsz::<uapi::vfio_dmabuf_imp_pfn>() - 8,
-            ..Default::default()
-        };
-        let pages = must("mmap", Pages::new())?;
-        let at = pages.put(&bytes(&arg), 0);
-        refused("GET_PFN", ioctl_at(importer.fd(), uapi::VFIO_DMABUF_IMP_GET_PFN, at), libc::EINVAL)
-    }),
+    (
+        "importer: GET_PFN with flags set fails with EINVAL",
+        |ctx| {
+            let (importer, _dmabuf) = imported(ctx)?;
+            let mut arg = uapi::vfio_dmabuf_imp_pfn {
+                argsz: uapi::argsz::<uapi::vfio_dmabuf_imp_pfn>(),
+                flags: 1,
+                ..Default::default()
+            };
+            // SAFETY: GET_PFN writes only its argument, which holds no address.
+            refused(
+                "GET_PFN",
+                unsafe { sys::ioctl(importer.fd(), uapi::VFIO_DMABUF_IMP_GET_PFN, &mut arg) },
+                libc::EINVAL,
+            )
+        },
+    ),
+    (
+        "importer: GET_PFN with argsz short fails with EINVAL",
+        |ctx| {
+            let (importer, _dmabuf) = imported(ctx)?;
+            let arg = uapi::vfio_dmabuf_imp_pfn {
+                argsz: uapi::argsz::<uapi::vfio_dmabuf_imp_pfn>() - 8,
+                ..Default::default()
+            };
+            let pages = must("mmap", Pages::new())?;
+            let at = pages.put(&bytes(&arg), 0);
+            refused(
+                "GET_PFN",
+                ioctl_at(importer.fd(), uapi::VFIO_DMABUF_IMP_GET_PFN, at),
+                libc::EINVAL,
+            )
+        },
+    ),
     (
         "importer: GET_PFN with its output on a read-only page fails with EFAULT",
         |ctx| {
@@ -389,7 +460,11 @@ pub(super) const CASES: &[(&str, Run)] = &[
             let pages = must("mmap", Pages::new())?;
             let at = pages.put(&bytes(&arg), 0);
             must("mprotect", pages.protect(0, libc::PROT_READ))?;
-            refused("GET_PFN", ioctl_at(importer.fd(), uapi::VFIO_DMABUF_IMP_GET_PFN, at), libc::EFAULT)
+            refused(
+                "GET_PFN",
+                ioctl_at(importer.fd(), uapi::VFIO_DMABUF_IMP_GET_PFN, at),
+                libc::EFAULT,
+            )
         },
     ),
     (
@@ -401,20 +476,31 @@ pub(super) const CASES: &[(&str, Run)] = &[
             arg.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0]);
             let pages = must("mmap", Pages::new())?;
             let at = pages.put(&arg, 0);
-            refused("WALK", ioctl_at(importer.fd(), uapi::VFIO_DMABUF_IMP_WALK, at), libc::E2BIG)
+            refused(
+                "WALK",
+                ioctl_at(importer.fd(), uapi::VFIO_DMABUF_IMP_WALK, at),
+                libc::E2BIG,
+            )
         },
     ),
-    ("importer: COUNTERS with flags set fails with EINVAL", |ctx| {
-        let (importer, _dmabuf) = imported(ctx)?;
-        let arg = uapi::vfio_dmabuf_imp_counters {
-            argsz: uapi::argsz::<uapi::vfio_dmabuf_imp_counters>(),
-            flags: 1,
-            ..Default::default()
-        };
-        let pages = must("mmap", Pages::new())?;
-        let at = pages.put(&bytes(&arg), 0);
-        refused("COUNTERS", ioctl_at(importer.fd(), uapi::VFIO_DMABUF_IMP_COUNTERS, at), libc::EINVAL)
-    }),
+    (
+        "importer: COUNTERS with flags set fails with EINVAL",
+        |ctx| {
+            let (importer, _dmabuf) = imported(ctx)?;
+            let arg = uapi::vfio_dmabuf_imp_counters {
+                argsz: uapi::argsz::<uapi::vfio_dmabuf_imp_counters>(),
+                flags: 1,
+                ..Default::default()
+            };
+            let pages = must("mmap", Pages::new())?;
+            let at = pages.put(&bytes(&arg), 0);
+            refused(
+                "COUNTERS",
+                ioctl_at(importer.fd(), uapi::VFIO_DMABUF_IMP_COUNTERS, at),
+                libc::EINVAL,
+            )
+        },
+    ),
     (
         "importer: COUNTERS with argsz short or its output read-only fails",
         |ctx| {
@@ -448,13 +534,21 @@ pub(super) const CASES: &[(&str, Run)] = &[
             let importer = Importer::open()?;
             let pages = must("mmap", Pages::new())?;
             let at = pages.start();
-            all_of([uapi::VFIO_DMABUF_INFO, uapi::VFIO_DMABUF_UNDEFINED, 0xdb14, 0].map(|request| {
-                refused(
-                    &format!("ioctl {request:#x} on the importer"),
-                    ioctl_at(importer.fd(), request, at),
-                    libc::ENOTTY,
-                )
-            }))
+            all_of(
+                [
+                    uapi::VFIO_DMABUF_INFO,
+                    uapi::VFIO_DMABUF_UNDEFINED,
+                    0xdb14,
+                    0,
+                ]
+                .map(|request| {
+                    refused(
+                        &format!("ioctl {request:#x} on the importer"),
+                        ioctl_at(importer.fd(), request, at),
+                        libc::ENOTTY,
+                    )
+                }),
+            )
         },
     ),
     (
@@ -467,7 +561,11 @@ pub(super) const CASES: &[(&str, Run)] = &[
             let at = pages.put(&bytes(&info), 0);
             must("mprotect", pages.protect(0, libc::PROT_READ))?;
             all_of([
-                refused("INFO at NULL", ioctl_at(exporter.fd(), uapi::VFIO_DMABUF_INFO, 0), libc::EFAULT),
+                refused(
+                    "INFO at NULL",
+                    ioctl_at(exporter.fd(), uapi::VFIO_DMABUF_INFO, 0),
+                    libc::EFAULT,
+                ),
                 refused(
                     "INFO at an inaccessible page",
                     ioctl_at(exporter.fd(), uapi::VFIO_DMABUF_INFO, pages.hole()),
@@ -486,13 +584,25 @@ pub(super) const CASES: &[(&str, Run)] = &[
         |ctx| {
             let exporter = &ctx.device(Which::Edu)?.exporter;
             let request = ExportRequest::new(0, &ranges(&[(0, PAGE), (PAGE, PAGE)]));
-            let words: Vec<u8> = request.words().iter().flat_map(|w| w.to_ne_bytes()).collect();
+            let words: Vec<u8> = request
+                .words()
+                .iter()
+                .flat_map(|w| w.to_ne_bytes())
+                .collect();
             let pages = must("mmap", Pages::new())?;
             // All but the last range's length: it lies on the next page.
             let at = pages.put(&words[..words.len() - 8], 0);
             all_of([
-                refused("EXPORT", ioctl_at(exporter.fd(), uapi::VFIO_DMABUF_EXPORT, at), libc::EFAULT),
-                refused("EXPORT at NULL", ioctl_at(exporter.fd(), uapi::VFIO_DMABUF_EXPORT, 0), libc::EFAULT),
+                refused(
+                    "EXPORT",
+                    ioctl_at(exporter.fd(), uapi::VFIO_DMABUF_EXPORT, at),
+                    libc::EFAULT,
+                ),
+                refused(
+                    "EXPORT at NULL",
+                    ioctl_at(exporter.fd(), uapi::VFIO_DMABUF_EXPORT, 0),
+                    libc::EFAULT,
+                ),
             ])
         },
     ),
@@ -501,13 +611,15 @@ pub(super) const CASES: &[(&str, Run)] = &[
         |ctx| {
             let exporter = &ctx.device(Which::Edu)?.exporter;
             let pages = must("mmap", Pages::new())?;
-            all_of([uapi::VFIO_DMABUF_REVOKE, uapi::VFIO_DMABUF_RESTORE].map(|request| {
-                refused(
-                    &format!("{request:#x} at an inaccessible page"),
-                    ioctl_at(exporter.fd(), request, pages.hole()),
-                    libc::EFAULT,
-                )
-            }))
+            all_of(
+                [uapi::VFIO_DMABUF_REVOKE, uapi::VFIO_DMABUF_RESTORE].map(|request| {
+                    refused(
+                        &format!("{request:#x} at an inaccessible page"),
+                        ioctl_at(exporter.fd(), request, pages.hole()),
+                        libc::EFAULT,
+                    )
+                }),
+            )
         },
     ),
     (
@@ -526,7 +638,10 @@ pub(super) const CASES: &[(&str, Run)] = &[
             let many: Vec<(u64, u64)> = (0..u64::from(uapi::VFIO_DMABUF_MAX_RANGES))
                 .map(|i| (i * PAGE, PAGE))
                 .collect();
-            let fd = must("EXPORT", exporter.export(&ExportRequest::new(0, &ranges(&many))))?;
+            let fd = must(
+                "EXPORT",
+                exporter.export(&ExportRequest::new(0, &ranges(&many))),
+            )?;
             let size = must("lseek", sys::file_size(fd.as_fd()))?;
             ensure!(size == 256 * PAGE, "the dma-buf is {size:#x} bytes");
             must("close", sys::close(fd))
@@ -536,11 +651,17 @@ pub(super) const CASES: &[(&str, Run)] = &[
         "exporter: EXPORT with an open_flags bit beyond O_ACCMODE|O_CLOEXEC fails with EINVAL",
         |ctx| {
             let exporter = &ctx.device(Which::Edu)?.exporter;
-            all_of([libc::O_NONBLOCK, libc::O_SYNC, libc::O_CREAT, 1 << 30].map(|bad| {
-                let mut request = ExportRequest::new(0, &ranges(&[(0, PAGE)]));
-                request.head.open_flags = libc::O_RDWR as u32 | bad as u32;
-                refused(&format!("EXPORT with open_flags {bad:#o}"), exporter.export(&request), libc::EINVAL)
-            }))
+            all_of(
+                [libc::O_NONBLOCK, libc::O_SYNC, libc::O_CREAT, 1 << 30].map(|bad| {
+                    let mut request = ExportRequest::new(0, &ranges(&[(0, PAGE)]));
+                    request.head.open_flags = libc::O_RDWR as u32 | bad as u32;
+                    refused(
+                        &format!("EXPORT with open_flags {bad:#o}"),
+                        exporter.export(&request),
+                        libc::EINVAL,
+                    )
+                }),
+            )
         },
     ),
 ];
@@ -556,7 +677,8 @@ fn system_heap_buffer(len: u64) -> io::Result<OwnedFd> {
         heap_flags: u64,
     }
     // DMA_HEAP_IOCTL_ALLOC: _IOWR('H', 0x0, struct dma_heap_allocation_data)
-    const ALLOC: u32 = (3 << 30) | ((size_of::<AllocationData>() as u32) << 16) | (b'H' as u32) << 8;
+    const ALLOC: u32 =
+        (3 << 30) | ((size_of::<AllocationData>() as u32) << 16) | (b'H' as u32) << 8;
     let heap = File::open("/dev/dma_heap/system")?;
     let mut data = AllocationData {
         len,

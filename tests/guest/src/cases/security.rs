@@ -39,7 +39,10 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), Failure> {
     let mut fds = [0; 2];
     // SAFETY: `fds` has room for two descriptors.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-        return Err(Failure::Fail(format!("pipe2: {}", std::io::Error::last_os_error())));
+        return Err(Failure::Fail(format!(
+            "pipe2: {}",
+            std::io::Error::last_os_error()
+        )));
     }
     // SAFETY: pipe2() made both descriptors, which we own from here.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
@@ -58,7 +61,10 @@ fn spawn(child: impl FnOnce() -> Result<(), String>) -> Result<Child, Failure> {
     // ordinary code; it leaves with _exit().
     let pid = unsafe { libc::fork() };
     if pid < 0 {
-        return Err(Failure::Fail(format!("fork: {}", std::io::Error::last_os_error())));
+        return Err(Failure::Fail(format!(
+            "fork: {}",
+            std::io::Error::last_os_error()
+        )));
     }
     if pid == 0 {
         drop(read_end);
@@ -106,7 +112,10 @@ fn drop_privileges() -> Result<(), String> {
             && libc::setresuid(NOBODY, NOBODY, NOBODY) == 0
     };
     if !ok {
-        return Err(format!("dropping privileges: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "dropping privileges: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     Ok(())
 }
@@ -115,7 +124,11 @@ fn expect_errno<T>(what: &str, result: std::io::Result<T>, errno: i32) -> Result
     match result {
         Ok(_) => Err(format!("{what}: succeeded, expected {}", sys::name(errno))),
         Err(e) if e.raw_os_error() == Some(errno) => Ok(()),
-        Err(e) => Err(format!("{what}: {}, expected {}", sys::describe(&e), sys::name(errno))),
+        Err(e) => Err(format!(
+            "{what}: {}, expected {}",
+            sys::describe(&e),
+            sys::name(errno)
+        )),
     }
 }
 
@@ -125,8 +138,15 @@ fn unprivileged_open(ctx: &mut Context) -> Outcome {
         drop_privileges()?;
         for path in [node.as_path(), std::path::Path::new(NODE)] {
             for write in [false, true] {
-                let opened = std::fs::OpenOptions::new().read(true).write(write).open(path);
-                expect_errno(&format!("open of {} (write {write})", path.display()), opened, libc::EACCES)?;
+                let opened = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(write)
+                    .open(path);
+                expect_errno(
+                    &format!("open of {} (write {write})", path.display()),
+                    opened,
+                    libc::EACCES,
+                )?;
             }
         }
         Ok(())
@@ -136,20 +156,34 @@ fn unprivileged_open(ctx: &mut Context) -> Outcome {
 fn handed_over(ctx: &mut Context) -> Outcome {
     let bar = *ctx.device(Which::Edu)?.bar(0);
     // One page of edu's BAR0, its second.
-    let (buffer, dmabuf, importer) = export_and_import(ctx, Which::Edu, 0, &ranges(&[(PAGE, PAGE)]))?;
+    let (buffer, dmabuf, importer) =
+        export_and_import(ctx, Which::Edu, 0, &ranges(&[(PAGE, PAGE)]))?;
     let expected = buffer.walk();
     in_child(move || {
         drop_privileges()?;
         // mmap: only the buffer's one page, nothing before or past it.
-        let mmap = |offset: i64, len: usize| importer.try_mmap(offset, len, libc::PROT_READ, libc::MAP_SHARED);
+        let mmap = |offset: i64, len: usize| {
+            importer.try_mmap(offset, len, libc::PROT_READ, libc::MAP_SHARED)
+        };
         mmap(0, PAGE_SIZE).map_err(|e| format!("mmap of the buffer: {e}"))?;
         expect_errno("mmap of two pages", mmap(0, 2 * PAGE_SIZE), libc::EINVAL)?;
-        expect_errno("mmap at the second page", mmap(PAGE_SIZE as i64, PAGE_SIZE), libc::EINVAL)?;
+        expect_errno(
+            "mmap at the second page",
+            mmap(PAGE_SIZE as i64, PAGE_SIZE),
+            libc::EINVAL,
+        )?;
         expect_errno("mmap at 1 TiB", mmap(1 << 40, PAGE_SIZE), libc::EINVAL)?;
         // The dma-buf itself has no mmap.
         // SAFETY: a mapping the kernel is expected to refuse; unmapped if not.
         let direct = unsafe {
-            libc::mmap(std::ptr::null_mut(), PAGE_SIZE, libc::PROT_READ, libc::MAP_SHARED, dmabuf.as_raw_fd(), 0)
+            libc::mmap(
+                std::ptr::null_mut(),
+                PAGE_SIZE,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                dmabuf.as_raw_fd(),
+                0,
+            )
         };
         if direct != libc::MAP_FAILED {
             // SAFETY: the mapping just made.
@@ -163,21 +197,33 @@ fn handed_over(ctx: &mut Context) -> Outcome {
         }
         expect_errno("GET_PFN of page 1", importer.get_pfn(1), libc::ERANGE)?;
         // Importing the buffer again on the handed-over file changes nothing.
-        importer.import(dmabuf.as_fd()).map_err(|e| format!("IMPORT again: {e}"))?;
-        expect_errno("GET_PFN of page 1 after IMPORT", importer.get_pfn(1), libc::ERANGE)?;
+        importer
+            .import(dmabuf.as_fd())
+            .map_err(|e| format!("IMPORT again: {e}"))?;
+        expect_errno(
+            "GET_PFN of page 1 after IMPORT",
+            importer.get_pfn(1),
+            libc::ERANGE,
+        )?;
         Ok(())
     })
 }
 
 fn other_process(ctx: &mut Context) -> Outcome {
-    let (_buffer, _dmabuf, importer) = export_and_import(ctx, Which::Edu, 0, &ranges(&[(0, PAGE)]))?;
+    let (_buffer, _dmabuf, importer) =
+        export_and_import(ctx, Which::Edu, 0, &ranges(&[(0, PAGE)]))?;
     let mapping = must("mmap", importer.map(0, PAGE_SIZE, PAGE_SIZE))?;
     let (ready_read, ready_write) = pipe()?;
     let (go_read, go_write) = pipe()?;
     // The child faults the page in, in its own page tables, before the
     // revoke; after it, a read in a process forked from the child (which
     // would inherit the child's entry had it not been zapped) must SIGBUS.
-    let fds = [ready_read.as_raw_fd(), ready_write.as_raw_fd(), go_read.as_raw_fd(), go_write.as_raw_fd()];
+    let fds = [
+        ready_read.as_raw_fd(),
+        ready_write.as_raw_fd(),
+        go_read.as_raw_fd(),
+        go_write.as_raw_fd(),
+    ];
     let child = spawn(|| {
         // SAFETY: the child's own copies of the pipe ends, which it closes
         // or reads by number: the parent's `OwnedFd`s are not used here.

@@ -29,7 +29,9 @@ const BAR: u32 = 2;
 
 pub(super) fn cases() -> Vec<Case> {
     vec![case(
-        format!("stress: {SECONDS} s of export, walk, mmap, revoke, FLR and unbind racing on ivshmem"),
+        format!(
+            "stress: {SECONDS} s of export, walk, mmap, revoke, FLR and unbind racing on ivshmem"
+        ),
         run,
     )]
 }
@@ -42,7 +44,14 @@ struct Counts {
 }
 
 const OPS: [&str; 8] = [
-    "export", "close", "import+walk", "map+touch", "revoke", "restore", "FLR", "unbind+rebind",
+    "export",
+    "close",
+    "import+walk",
+    "map+touch",
+    "revoke",
+    "restore",
+    "FLR",
+    "unbind+rebind",
 ];
 
 /// Whether `e` is an error the races make legitimate.
@@ -125,7 +134,8 @@ fn run(ctx: &mut Context) -> Outcome {
                 let offset = seed % pages;
                 let length = 1 + (seed >> 32) % (pages - offset).min(4096);
                 if let Some(exporter) = s.exporter() {
-                    let request = ExportRequest::new(BAR, &ranges(&[(offset * PAGE, length * PAGE)]));
+                    let request =
+                        ExportRequest::new(BAR, &ranges(&[(offset * PAGE, length * PAGE)]));
                     if let Some(fd) = s.check("EXPORT", exporter.export(&request)) {
                         s.count(0);
                         let mut buffers = s.buffers.lock().unwrap();
@@ -145,7 +155,12 @@ fn run(ctx: &mut Context) -> Outcome {
         // Importer: import a buffer and walk it.
         scope.spawn(move || {
             while s.running() {
-                let dup = s.buffers.lock().unwrap().last().and_then(|fd| fd.try_clone().ok());
+                let dup = s
+                    .buffers
+                    .lock()
+                    .unwrap()
+                    .last()
+                    .and_then(|fd| fd.try_clone().ok());
                 if let Some(fd) = dup {
                     if let Ok(importer) = Importer::open() {
                         if s.check("IMPORT", importer.import(fd.as_fd())).is_some() {
@@ -161,20 +176,29 @@ fn run(ctx: &mut Context) -> Outcome {
         // the pattern or SIGBUS.
         scope.spawn(move || {
             while s.running() {
-                let dup = s.buffers.lock().unwrap().first().and_then(|fd| fd.try_clone().ok());
+                let dup = s
+                    .buffers
+                    .lock()
+                    .unwrap()
+                    .first()
+                    .and_then(|fd| fd.try_clone().ok());
                 if let Some(fd) = dup {
                     if let Ok(importer) = Importer::open() {
                         if s.check("IMPORT", importer.import(fd.as_fd())).is_some() {
                             // The first page frame, to know which pattern word to expect.
                             if let Some((pfn, _)) = s.check("GET_PFN", importer.get_pfn(0)) {
-                                if let Some(m) = s.check("mmap", importer.map(0, PAGE_SIZE, PAGE_SIZE)) {
+                                if let Some(m) =
+                                    s.check("mmap", importer.map(0, PAGE_SIZE, PAGE_SIZE))
+                                {
                                     let bar_pfn = function_pfn(s.node);
                                     match m.probe_read32(0) {
                                         Ok(Access::Value(v)) => {
                                             if let Some(base) = bar_pfn {
                                                 let want = ivshmem_pattern((pfn - base) * PAGE);
                                                 if v != want {
-                                                    s.fail(format!("read {v:#x}, expected {want:#x}"));
+                                                    s.fail(format!(
+                                                        "read {v:#x}, expected {want:#x}"
+                                                    ));
                                                 }
                                             }
                                         }
@@ -261,7 +285,10 @@ fn run(ctx: &mut Context) -> Outcome {
     must("RESTORE", ctx.device(Which::Ivshmem)?.exporter.restore(BAR))?;
     let now = must("counting /proc/self/fd", sys::open_fds())?;
     // The device's own file is open again now.
-    ensure!(now == fds + 1, "{fds} open files before (device closed), {now} after (device open)");
+    ensure!(
+        now == fds + 1,
+        "{fds} open files before (device closed), {now} after (device open)"
+    );
     // Everything consistent: a fresh buffer walks and maps right.
     let (buffer, _dmabuf, importer) =
         export_and_import(ctx, Which::Ivshmem, BAR, &ranges(&[(PAGE, 3 << 20)]))?;
@@ -283,6 +310,7 @@ fn function_pfn(node: &Path) -> Option<u64> {
     let address = node.file_name()?.to_str()?;
     let text = std::fs::read_to_string(format!("/sys/bus/pci/devices/{address}/resource")).ok()?;
     let line = text.lines().nth(BAR as usize)?;
-    let start = u64::from_str_radix(line.split_whitespace().next()?.trim_start_matches("0x"), 16).ok()?;
+    let start =
+        u64::from_str_radix(line.split_whitespace().next()?.trim_start_matches("0x"), 16).ok()?;
     Some(start / PAGE)
 }
