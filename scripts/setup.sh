@@ -10,7 +10,7 @@ packages=(
 	clang-19 lld-19 llvm-19 libclang-19-dev rustc-web rust-web-src rust-web-clippy
 	flex bison bc libelf-dev libssl-dev cpio xz-utils patch make rsync perl
 	# the VM and what virtme-ng-init uses in the guest
-	qemu-system-x86 kmod udev python3-venv busybox-static
+	qemu-system-x86 kmod udev python3-venv busybox-static gnuplot-nox
 )
 
 sudo_cmd=()

@@ -32,6 +32,11 @@ struct Report {
     /// The buffer's size in bytes.
     size: u64,
     pages: u64,
+    /// The slices of the BAR, in buffer order.
+    ranges: Vec<crate::size::Range>,
+    /// The BAR's first byte in physical memory, from sysfs; null when that
+    /// cannot be read.
+    bar_start: Option<u64>,
     /// Walks of each kind.
     repeat: u32,
     max_order: Stats,
@@ -161,6 +166,8 @@ pub(crate) fn run(
         bar: exported.bar,
         size,
         pages,
+        ranges: exported.ranges.clone(),
+        bar_start: crate::sysfs::bar_start(&exported.address, exported.bar).ok(),
         repeat,
         max_order,
         page_by_page,
@@ -349,6 +356,11 @@ mod tests {
             bar: 2,
             size: 1 << 30,
             pages: 1 << 18,
+            ranges: vec![crate::size::Range {
+                offset: 0,
+                length: 1 << 30,
+            }],
+            bar_start: Some(0x8_0000_0000),
             repeat: 3,
             max_order: Stats::new(1, 1, &mut [100, 300, 200]),
             ratio: page_by_page.as_ref().map(|p| p.median_ns as f64 / 200.0),
