@@ -58,12 +58,15 @@ const WALK_SIZE: usize = 40;
 const PFN_SIZE: usize = 32;
 const COUNTERS_SIZE: usize = 64;
 const SEGMENT_SIZE: usize = 24;
+const BENCH_SIZE: usize = 40;
+const MAX_BENCH_LOOPS: u32 = 1 << 24;
 const WALK_PAGES: u32 = 1 << 0;
 
 const IMPORT: u32 = _IOWR::<[u8; IMPORT_SIZE]>(0xDB, 0x10);
 const WALK: u32 = _IOWR::<[u8; WALK_SIZE]>(0xDB, 0x11);
 const GET_PFN: u32 = _IOWR::<[u8; PFN_SIZE]>(0xDB, 0x12);
 const COUNTERS: u32 = _IOWR::<[u8; COUNTERS_SIZE]>(0xDB, 0x13);
+const BENCH: u32 = _IOWR::<[u8; BENCH_SIZE]>(0xDB, 0x14);
 
 /// One entry of the table: a block of `2^order` pages from `pgoff` on.
 #[derive(Clone, Copy)]
@@ -336,6 +339,39 @@ impl ImporterFile {
         Ok(0)
     }
 
+    /// Times `loops` get_pfn calls and as many reservation lock/unlock pairs.
+    fn bench(&self, arg: usize) -> Result<isize> {
+        head(arg, BENCH_SIZE, 0)?;
+        let mut reader = user(arg, 24).reader();
+        reader.skip(8)?;
+        let pgoff: u64 = reader.read()?;
+        let loops: u32 = reader.read()?;
+        let reserved: u32 = reader.read()?;
+        if reserved != 0 || loops == 0 || loops > MAX_BENCH_LOOPS {
+            return Err(EINVAL);
+        }
+        let pgoff = usize::try_from(pgoff).map_err(|_| ERANGE)?;
+        let mut guard = self.import.lock();
+        let import = Option::as_mut(&mut *guard).ok_or(ENOENT)?;
+        let start = Instant::<Monotonic>::now();
+        for _ in 0..loops {
+            import.attachment.get_pfn_unlocked(pgoff)?;
+        }
+        let get_pfn_ns = start.elapsed().as_nanos() as u64;
+        import.calls += u64::from(loops);
+        let buffer = import.attachment.buffer();
+        let start = Instant::<Monotonic>::now();
+        for _ in 0..loops {
+            drop(buffer.lock());
+        }
+        let lock_ns = start.elapsed().as_nanos() as u64;
+        drop(guard);
+        let mut writer = user_at(arg, 24, BENCH_SIZE - 24)?.writer();
+        writer.write(&get_pfn_ns)?;
+        writer.write(&lock_ns)?;
+        Ok(0)
+    }
+
     /// Maps the page frames behind buffer pages `vm_pgoff..` on fault.
     fn mmap(&self, vma: &VmaNew) -> Result {
         let guard = self.import.lock();
@@ -457,6 +493,7 @@ impl MiscDevice for ImporterFile {
             WALK => this.walk(arg),
             GET_PFN => this.get_pfn(arg),
             COUNTERS => this.counters(arg),
+            BENCH => this.bench(arg),
             _ => Err(ENOTTY),
         }
     }

@@ -125,6 +125,12 @@ def main(directory):
                     f"{greedy if greedy is not None else '-'} | {calls_ratio} | "
                     f"{ms(m['median_ns'])} ({ms(m['min_ns'])}-{ms(m['max_ns'])}) | "
                     f"{page_cols} | {ratio} |")
+    rows += ["", "| buffer | one get_pfn call ns | one resv lock/unlock ns (floor) | get_pfn / floor |",
+             "|---|---:|---:|---:|"]
+    for name, r in runs.items():
+        if "get_pfn_ns" in r:
+            rows.append(f"| {name} | {r['get_pfn_ns']:.0f} | {r['lock_floor_ns']:.0f} | "
+                        f"{r['get_pfn_ns'] / r['lock_floor_ns']:.2f} |")
     revoke_path = os.path.join(vm, "bench-revoke.json")
     if os.path.exists(revoke_path):
         with open(revoke_path) as f:

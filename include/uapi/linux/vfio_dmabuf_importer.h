@@ -177,4 +177,37 @@ struct vfio_dmabuf_imp_counters {
  */
 #define VFIO_DMABUF_IMP_COUNTERS _IOWR(0xDB, 0x13, struct vfio_dmabuf_imp_counters)
 
+/**
+ * struct vfio_dmabuf_imp_bench - argument of %VFIO_DMABUF_IMP_BENCH
+ * @argsz: sizeof(struct vfio_dmabuf_imp_bench)
+ * @flags: must be 0
+ * @pgoff: in: the buffer page asked for
+ * @loops: in: how many of each, 1 to 2^24
+ * @__reserved: must be 0
+ * @get_pfn_ns: set by the kernel: time of @loops dma_buf_get_pfn_unlocked()
+ *	calls for @pgoff, back to back
+ * @lock_ns: set by the kernel: time of @loops uncontended lock/unlock pairs
+ *	of the buffer's reservation lock, the floor of a get_pfn call
+ */
+struct vfio_dmabuf_imp_bench {
+	__u32 argsz;
+	__u32 flags;
+	__u64 pgoff;
+	__u32 loops;
+	__u32 __reserved;
+	__u64 get_pfn_ns;
+	__u64 lock_ns;
+};
+
+/**
+ * VFIO_DMABUF_IMP_BENCH - _IOWR(0xDB, 0x14, struct vfio_dmabuf_imp_bench)
+ *
+ * Times get_pfn calls and reservation lock/unlock pairs in the kernel, for
+ * benchmarks.
+ *
+ * Return: 0; -ENOENT if nothing is imported; -EINVAL for @loops out of
+ * range; -ERANGE past the end of the buffer; the exporter's error.
+ */
+#define VFIO_DMABUF_IMP_BENCH	_IOWR(0xDB, 0x14, struct vfio_dmabuf_imp_bench)
+
 #endif /* _UAPI_LINUX_VFIO_DMABUF_IMPORTER_H */

@@ -130,6 +130,14 @@ pub const VFIO_DMABUF_IMP_COUNTERS: u32 = ioc(
     size_of::<vfio_dmabuf_imp_counters>(),
 );
 
+/// `VFIO_DMABUF_IMP_BENCH`: `_IOWR(0xDB, 0x14, struct vfio_dmabuf_imp_bench)`.
+pub const VFIO_DMABUF_IMP_BENCH: u32 = ioc(
+    IOC_READ | IOC_WRITE,
+    VFIO_DMABUF_TYPE,
+    0x14,
+    size_of::<vfio_dmabuf_imp_bench>(),
+);
+
 /// The size of a structure as its `argsz` field states it.
 pub const fn argsz<T>() -> u32 {
     let size = size_of::<T>();
@@ -152,6 +160,7 @@ mod tests {
         assert_eq!(VFIO_DMABUF_IMP_IMPORT, from_c::VFIO_DMABUF_IMP_IMPORT);
         assert_eq!(VFIO_DMABUF_IMP_WALK, from_c::VFIO_DMABUF_IMP_WALK);
         assert_eq!(VFIO_DMABUF_IMP_COUNTERS, from_c::VFIO_DMABUF_IMP_COUNTERS);
+        assert_eq!(VFIO_DMABUF_IMP_BENCH, from_c::VFIO_DMABUF_IMP_BENCH);
     }
 
     /// The numbers derived by hand from the layout, as a check on both.
@@ -164,6 +173,7 @@ mod tests {
         assert_eq!(VFIO_DMABUF_IMP_IMPORT, 0xc018_db10);
         assert_eq!(VFIO_DMABUF_IMP_WALK, 0xc028_db11);
         assert_eq!(VFIO_DMABUF_IMP_COUNTERS, 0xc040_db13);
+        assert_eq!(VFIO_DMABUF_IMP_BENCH, 0xc028_db14);
     }
 
     /// The ABI as tests/uapi/layout.c pins it; bindgen's own layout checks
@@ -218,6 +228,7 @@ mod tests {
         assert_eq!(size_of::<vfio_dmabuf_imp_walk>(), 40);
         assert_eq!(size_of::<vfio_dmabuf_imp_pfn>(), 32);
         assert_eq!(size_of::<vfio_dmabuf_imp_counters>(), 64);
+        assert_eq!(size_of::<vfio_dmabuf_imp_bench>(), 40);
     }
 
     /// The numbers as the headers define them, decoded: the C compiler's

@@ -46,7 +46,16 @@ struct Report {
     page_by_page_skipped: Option<String>,
     /// Median time page by page over median time by `max_order`.
     ratio: Option<f64>,
+    /// One `dma_buf_get_pfn_unlocked()` call of page 0, in the kernel: the
+    /// mean over [`LATENCY_LOOPS`] back-to-back calls.
+    get_pfn_ns: f64,
+    /// One uncontended lock/unlock pair of the buffer's reservation lock,
+    /// measured the same way: the floor of a get_pfn call.
+    lock_floor_ns: f64,
 }
+
+/// Calls timed for the per-call latency.
+pub(crate) const LATENCY_LOOPS: u32 = 100_000;
 
 /// The walks of one kind.
 #[derive(Debug, PartialEq, Serialize)]
@@ -132,6 +141,11 @@ fn write_text(out: &mut dyn Write, report: &Report) -> io::Result<()> {
     if let Some(ratio) = report.ratio {
         writeln!(out, "pages/max_order: {ratio:.1}x the median time")?;
     }
+    writeln!(
+        out,
+        "one get_pfn call: {:.0} ns; one reservation lock/unlock pair: {:.0} ns",
+        report.get_pfn_ns, report.lock_floor_ns
+    )?;
     Ok(())
 }
 
@@ -155,6 +169,9 @@ pub(crate) fn run(
         let reason = format!("{pages} pages, more than --max-pages {max_pages}");
         (None, Some(reason))
     };
+    let (get_pfn_total, lock_total) = importer.bench(0, LATENCY_LOOPS)?;
+    let get_pfn_ns = get_pfn_total as f64 / f64::from(LATENCY_LOOPS);
+    let lock_floor_ns = lock_total as f64 / f64::from(LATENCY_LOOPS);
     let ratio = page_by_page
         .as_ref()
         .filter(|_| max_order.median_ns != 0)
@@ -173,6 +190,8 @@ pub(crate) fn run(
         page_by_page,
         page_by_page_skipped,
         ratio,
+        get_pfn_ns,
+        lock_floor_ns,
     };
     output::print(json, &report, |out, report| write_text(out, report))
 }
@@ -364,6 +383,8 @@ mod tests {
             repeat: 3,
             max_order: Stats::new(1, 1, &mut [100, 300, 200]),
             ratio: page_by_page.as_ref().map(|p| p.median_ns as f64 / 200.0),
+            get_pfn_ns: 100.0,
+            lock_floor_ns: 60.0,
             page_by_page,
             page_by_page_skipped: skipped
                 .then(|| "4194304 pages, more than 1048576 (1 << 20)".into()),
@@ -381,13 +402,14 @@ walk            calls   segments      median ns         min ns         max ns
 max_order           1          1            200            100            300
 pages          262144     262144         500000         400000         600000
 pages/max_order: 2500.0x the median time
+one get_pfn call: 100 ns; one reservation lock/unlock pair: 60 ns
 ";
         assert_eq!(String::from_utf8(text).expect("UTF-8"), expected);
 
         let mut text = Vec::new();
         write_text(&mut text, &report(None)).expect("writes to a Vec");
         let text = String::from_utf8(text).expect("UTF-8");
-        assert!(text.ends_with(
+        assert!(text.contains(
             "max_order           1          1            200            100            300
 pages: skipped: 4194304 pages, more than 1048576 (1 << 20)
 "

@@ -184,6 +184,35 @@ impl Importer {
         Ok(arg)
     }
 
+    /// `VFIO_DMABUF_IMP_BENCH`: the kernel's time for `loops` get_pfn calls
+    /// of page `pgoff`, and for as many reservation lock/unlock pairs.
+    pub(crate) fn bench(&self, pgoff: u64, loops: u32) -> Result<(u64, u64), Error> {
+        let mut arg = uapi::vfio_dmabuf_imp_bench {
+            argsz: uapi::argsz::<uapi::vfio_dmabuf_imp_bench>(),
+            pgoff,
+            loops,
+            ..Default::default()
+        };
+        // SAFETY: the file is open for the lifetime of `self`; BENCH reads
+        // and writes `arg`, a valid structure of the size the request
+        // encodes, which holds no address.
+        let ret = unsafe {
+            libc::ioctl(
+                self.file.as_raw_fd(),
+                libc::Ioctl::from(uapi::VFIO_DMABUF_IMP_BENCH),
+                &raw mut arg,
+            )
+        };
+        if ret < 0 {
+            return Err(Error::os(
+                Path::new(NODE),
+                "VFIO_DMABUF_IMP_BENCH",
+                io::Error::last_os_error(),
+            ));
+        }
+        Ok((arg.get_pfn_ns, arg.lock_ns))
+    }
+
     /// Walks the buffer and counts the table without copying it out, for
     /// timing.
     pub(crate) fn walk_counted(&self, step: Step) -> Result<Walk, Error> {
