@@ -127,14 +127,22 @@ fn imported(ctx: &Context) -> Result<(Importer, OwnedFd), super::Failure> {
     Ok((importer, dmabuf))
 }
 
+/// `request` on `fd` with the bytes `arg` as its argument, at the end of a
+/// page of its own, must fail with `errno`.
+fn refused_with(what: &str, fd: BorrowedFd<'_>, request: u32, arg: &[u8], errno: i32) -> Outcome {
+    let pages = must("mmap", Pages::new())?;
+    let at = pages.put(arg, 0);
+    refused(what, ioctl_at(fd, request, at), errno)
+}
+
 /// IMPORT of `arg` on a fresh importer file must fail with `errno`.
 fn bad_import(what: &str, arg: &[u8], errno: i32) -> Outcome {
     let importer = Importer::open()?;
-    let pages = must("mmap", Pages::new())?;
-    let at = pages.put(arg, 0);
-    refused(
+    refused_with(
         what,
-        ioctl_at(importer.fd(), uapi::VFIO_DMABUF_IMP_IMPORT, at),
+        importer.fd(),
+        uapi::VFIO_DMABUF_IMP_IMPORT,
+        arg,
         errno,
     )
 }
@@ -290,11 +298,11 @@ pub(super) const CASES: &[(&str, Run)] = &[
         let (importer, _dmabuf) = imported(ctx)?;
         let mut arg = walk_arg(0, 0);
         arg.argsz -= 8;
-        let pages = must("mmap", Pages::new())?;
-        let at = pages.put(&bytes(&arg), 0);
-        refused(
+        refused_with(
             "WALK",
-            ioctl_at(importer.fd(), uapi::VFIO_DMABUF_IMP_WALK, at),
+            importer.fd(),
+            uapi::VFIO_DMABUF_IMP_WALK,
+            &bytes(&arg),
             libc::EINVAL,
         )
     }),
@@ -311,11 +319,11 @@ pub(super) const CASES: &[(&str, Run)] = &[
             let (importer, _dmabuf) = imported(ctx)?;
             let mut arg = walk_arg(0, 0);
             arg.__reserved = 1;
-            let pages = must("mmap", Pages::new())?;
-            let at = pages.put(&bytes(&arg), 0);
-            refused(
+            refused_with(
                 "WALK",
-                ioctl_at(importer.fd(), uapi::VFIO_DMABUF_IMP_WALK, at),
+                importer.fd(),
+                uapi::VFIO_DMABUF_IMP_WALK,
+                &bytes(&arg),
                 libc::EINVAL,
             )
         },
@@ -324,11 +332,12 @@ pub(super) const CASES: &[(&str, Run)] = &[
         "importer: WALK with its table on an unmapped page fails with EFAULT",
         |ctx| {
             let (importer, _dmabuf) = imported(ctx)?;
-            let pages = must("mmap", Pages::new())?;
-            let at = pages.put(&bytes(&walk_arg(4, pages.hole())), 0);
-            refused(
+            let table = must("mmap", Pages::new())?;
+            refused_with(
                 "WALK",
-                ioctl_at(importer.fd(), uapi::VFIO_DMABUF_IMP_WALK, at),
+                importer.fd(),
+                uapi::VFIO_DMABUF_IMP_WALK,
+                &bytes(&walk_arg(4, table.hole())),
                 libc::EFAULT,
             )
         },
@@ -339,11 +348,11 @@ pub(super) const CASES: &[(&str, Run)] = &[
             let (importer, _dmabuf) = imported(ctx)?;
             let table = must("mmap", Pages::new())?;
             must("mprotect", table.protect(0, libc::PROT_READ))?;
-            let pages = must("mmap", Pages::new())?;
-            let at = pages.put(&bytes(&walk_arg(4, table.start())), 0);
-            refused(
+            refused_with(
                 "WALK",
-                ioctl_at(importer.fd(), uapi::VFIO_DMABUF_IMP_WALK, at),
+                importer.fd(),
+                uapi::VFIO_DMABUF_IMP_WALK,
+                &bytes(&walk_arg(4, table.start())),
                 libc::EFAULT,
             )
         },
@@ -439,11 +448,11 @@ pub(super) const CASES: &[(&str, Run)] = &[
                 argsz: uapi::argsz::<uapi::vfio_dmabuf_imp_pfn>() - 8,
                 ..Default::default()
             };
-            let pages = must("mmap", Pages::new())?;
-            let at = pages.put(&bytes(&arg), 0);
-            refused(
+            refused_with(
                 "GET_PFN",
-                ioctl_at(importer.fd(), uapi::VFIO_DMABUF_IMP_GET_PFN, at),
+                importer.fd(),
+                uapi::VFIO_DMABUF_IMP_GET_PFN,
+                &bytes(&arg),
                 libc::EINVAL,
             )
         },
@@ -474,11 +483,11 @@ pub(super) const CASES: &[(&str, Run)] = &[
             let mut arg = bytes(&walk_arg(0, 0));
             arg[0] += 8;
             arg.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0]);
-            let pages = must("mmap", Pages::new())?;
-            let at = pages.put(&arg, 0);
-            refused(
+            refused_with(
                 "WALK",
-                ioctl_at(importer.fd(), uapi::VFIO_DMABUF_IMP_WALK, at),
+                importer.fd(),
+                uapi::VFIO_DMABUF_IMP_WALK,
+                &arg,
                 libc::E2BIG,
             )
         },
@@ -492,11 +501,11 @@ pub(super) const CASES: &[(&str, Run)] = &[
                 flags: 1,
                 ..Default::default()
             };
-            let pages = must("mmap", Pages::new())?;
-            let at = pages.put(&bytes(&arg), 0);
-            refused(
+            refused_with(
                 "COUNTERS",
-                ioctl_at(importer.fd(), uapi::VFIO_DMABUF_IMP_COUNTERS, at),
+                importer.fd(),
+                uapi::VFIO_DMABUF_IMP_COUNTERS,
+                &bytes(&arg),
                 libc::EINVAL,
             )
         },
