@@ -15,6 +15,28 @@ use crate::error::Error;
 use crate::size::Range;
 use crate::uapi;
 
+/// `ioctl(file, request, arg)`; on failure, an error naming `path`, the
+/// request (`name`) and the errno.
+///
+/// # Safety
+///
+/// `arg` must be valid for every read and write the kernel makes for
+/// `request` on `file`, for the duration of the call.
+pub(crate) unsafe fn ioctl<T>(
+    file: &File,
+    path: &Path,
+    request: u32,
+    name: &'static str,
+    arg: *mut T,
+) -> Result<i32, Error> {
+    // SAFETY: `file` is open for the borrow; the caller vouches for `arg`.
+    let ret = unsafe { libc::ioctl(file.as_raw_fd(), libc::Ioctl::from(request), arg) };
+    if ret < 0 {
+        return Err(Error::os(path, name, io::Error::last_os_error()));
+    }
+    Ok(ret)
+}
+
 /// Where the driver's character devices appear.
 pub(crate) const DEV_DIR: &str = "/dev/vfio-dmabuf";
 
@@ -109,20 +131,15 @@ impl Device {
         // valid, exclusively borrowed `struct vfio_dmabuf_info` of exactly
         // the size the request number encodes, which the kernel may read and
         // write during the call.
-        let ret = unsafe {
-            libc::ioctl(
-                self.file.as_raw_fd(),
-                libc::Ioctl::from(uapi::VFIO_DMABUF_INFO),
+        unsafe {
+            ioctl(
+                &self.file,
+                &self.path,
+                uapi::VFIO_DMABUF_INFO,
+                "VFIO_DMABUF_INFO",
                 &raw mut info,
             )
-        };
-        if ret < 0 {
-            return Err(Error::os(
-                &self.path,
-                "VFIO_DMABUF_INFO",
-                io::Error::last_os_error(),
-            ));
-        }
+        }?;
         Ok(info)
     }
 
@@ -139,19 +156,14 @@ impl Device {
         // reads `argsz` bytes from `words`, which holds them, and writes
         // nothing.
         let fd = unsafe {
-            libc::ioctl(
-                self.file.as_raw_fd(),
-                libc::Ioctl::from(uapi::VFIO_DMABUF_EXPORT),
+            ioctl(
+                &self.file,
+                &self.path,
+                uapi::VFIO_DMABUF_EXPORT,
+                "VFIO_DMABUF_EXPORT",
                 words.as_mut_ptr(),
             )
-        };
-        if fd < 0 {
-            return Err(Error::os(
-                &self.path,
-                "VFIO_DMABUF_EXPORT",
-                io::Error::last_os_error(),
-            ));
-        }
+        }?;
         // SAFETY: the kernel just installed `fd` for this process and nothing
         // else refers to it.
         Ok(unsafe { OwnedFd::from_raw_fd(fd) })
@@ -176,16 +188,7 @@ impl Device {
         // SAFETY: the file is open for the lifetime of `self`; REVOKE and
         // RESTORE (`_IOW`) read `arg`, a valid `struct vfio_dmabuf_revoke` of
         // the size the request encodes, and write nothing.
-        let ret = unsafe {
-            libc::ioctl(
-                self.file.as_raw_fd(),
-                libc::Ioctl::from(request),
-                &raw mut arg,
-            )
-        };
-        if ret < 0 {
-            return Err(Error::os(&self.path, name, io::Error::last_os_error()));
-        }
+        unsafe { ioctl(&self.file, &self.path, request, name, &raw mut arg) }?;
         Ok(())
     }
 }

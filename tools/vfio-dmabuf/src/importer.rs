@@ -10,6 +10,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
+use crate::device::ioctl;
 use crate::error::Error;
 use crate::uapi;
 
@@ -91,20 +92,15 @@ impl Importer {
         // SAFETY: the file is open for the lifetime of `self`; IMPORT reads
         // and writes `arg`, a valid `struct vfio_dmabuf_imp_import` of the
         // size the request encodes, which holds no address.
-        let ret = unsafe {
-            libc::ioctl(
-                self.file.as_raw_fd(),
-                libc::Ioctl::from(uapi::VFIO_DMABUF_IMP_IMPORT),
+        unsafe {
+            ioctl(
+                &self.file,
+                Path::new(NODE),
+                uapi::VFIO_DMABUF_IMP_IMPORT,
+                "VFIO_DMABUF_IMP_IMPORT",
                 &raw mut arg,
             )
-        };
-        if ret < 0 {
-            return Err(Error::os(
-                Path::new(NODE),
-                "VFIO_DMABUF_IMP_IMPORT",
-                io::Error::last_os_error(),
-            ));
-        }
+        }?;
         Ok(arg.size)
     }
 
@@ -130,20 +126,15 @@ impl Importer {
         // `segments`, which is 0 or the start of `table`, a live vector of
         // that many entries that nothing else borrows; any bytes make valid
         // entries.
-        let ret = unsafe {
-            libc::ioctl(
-                self.file.as_raw_fd(),
-                libc::Ioctl::from(uapi::VFIO_DMABUF_IMP_WALK),
+        unsafe {
+            ioctl(
+                &self.file,
+                Path::new(NODE),
+                uapi::VFIO_DMABUF_IMP_WALK,
+                "VFIO_DMABUF_IMP_WALK",
                 &raw mut arg,
             )
-        };
-        if ret < 0 {
-            return Err(Error::os(
-                Path::new(NODE),
-                "VFIO_DMABUF_IMP_WALK",
-                io::Error::last_os_error(),
-            ));
-        }
+        }?;
         table.truncate(arg.nr_segments.min(room) as usize);
         Ok(Walk {
             table,
@@ -167,20 +158,15 @@ impl Importer {
         // SAFETY: the file is open for the lifetime of `self`; COUNTERS
         // reads and writes `arg`, a valid structure of the size the request
         // encodes, which holds no address.
-        let ret = unsafe {
-            libc::ioctl(
-                self.file.as_raw_fd(),
-                libc::Ioctl::from(uapi::VFIO_DMABUF_IMP_COUNTERS),
+        unsafe {
+            ioctl(
+                &self.file,
+                Path::new(NODE),
+                uapi::VFIO_DMABUF_IMP_COUNTERS,
+                "VFIO_DMABUF_IMP_COUNTERS",
                 &raw mut arg,
             )
-        };
-        if ret < 0 {
-            return Err(Error::os(
-                Path::new(NODE),
-                "VFIO_DMABUF_IMP_COUNTERS",
-                io::Error::last_os_error(),
-            ));
-        }
+        }?;
         Ok(arg)
     }
 
@@ -196,20 +182,15 @@ impl Importer {
         // SAFETY: the file is open for the lifetime of `self`; BENCH reads
         // and writes `arg`, a valid structure of the size the request
         // encodes, which holds no address.
-        let ret = unsafe {
-            libc::ioctl(
-                self.file.as_raw_fd(),
-                libc::Ioctl::from(uapi::VFIO_DMABUF_IMP_BENCH),
+        unsafe {
+            ioctl(
+                &self.file,
+                Path::new(NODE),
+                uapi::VFIO_DMABUF_IMP_BENCH,
+                "VFIO_DMABUF_IMP_BENCH",
                 &raw mut arg,
             )
-        };
-        if ret < 0 {
-            return Err(Error::os(
-                Path::new(NODE),
-                "VFIO_DMABUF_IMP_BENCH",
-                io::Error::last_os_error(),
-            ));
-        }
+        }?;
         Ok((arg.get_pfn_ns, arg.lock_ns))
     }
 
