@@ -117,13 +117,8 @@ fn walk_arg(room: u32, segments: usize) -> uapi::vfio_dmabuf_imp_walk {
 
 /// A fresh importer of 16 pages of edu's BAR0, and the dma-buf.
 fn imported(ctx: &Context) -> Result<(Importer, OwnedFd), super::Failure> {
-    let exporter = &ctx.device(Which::Edu)?.exporter;
-    let dmabuf = must(
-        "EXPORT",
-        exporter.export(&ExportRequest::new(0, &ranges(&[(0, 16 * PAGE)]))),
-    )?;
-    let importer = Importer::open()?;
-    must("IMPORT", importer.import(dmabuf.as_fd()))?;
+    let (_, dmabuf, importer) =
+        super::export::export_and_import(ctx, Which::Edu, 0, &ranges(&[(0, 16 * PAGE)]))?;
     Ok((importer, dmabuf))
 }
 

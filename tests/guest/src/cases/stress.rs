@@ -309,8 +309,6 @@ fn pci_function() -> Result<crate::pci::Function, Failure> {
 fn function_pfn(node: &Path) -> Option<u64> {
     let address = node.file_name()?.to_str()?;
     let text = std::fs::read_to_string(format!("/sys/bus/pci/devices/{address}/resource")).ok()?;
-    let line = text.lines().nth(BAR as usize)?;
-    let start =
-        u64::from_str_radix(line.split_whitespace().next()?.trim_start_matches("0x"), 16).ok()?;
+    let start = vfio_dmabuf_uapi::sysfs::parse_bar_start(&text, BAR).ok()?;
     Some(start / PAGE)
 }
