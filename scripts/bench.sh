@@ -15,7 +15,7 @@ out=$REPO/build/bench
 rm -rf "$out"
 mkdir -p "$out"
 set +e
-"$REPO/tests/vm/run.sh" --flavor perf --timeout 1800 --out "$out/vm" -- tests/vm/guest/bench.sh
+"$REPO/tests/vm/run.sh" --flavor perf --switch --timeout 1800 --out "$out/vm" -- tests/vm/guest/bench.sh
 rc=$?
 set -e
 # The modules in the tree are the perf kernel's now: make test rebuilds them.

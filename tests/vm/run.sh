@@ -4,7 +4,7 @@
 # kernel log free of WARN, BUG, KASAN, lockdep, UBSAN and kmemleak reports.
 #
 #   tests/vm/run.sh [--flavor test|perf] [--timeout SECONDS] [--out DIR]
-#                   [--membar SIZE] -- COMMAND [ARG...]
+#                   [--membar SIZE] [--switch] -- COMMAND [ARG...]
 #
 # COMMAND runs as root in the guest, in the repository, with VM_OUT set to a
 # directory shared with the host (--out).  Exit status: COMMAND's, or 124 on
@@ -16,12 +16,14 @@ flavor=test
 timeout_s=900
 out=
 membar=16G
+switch=0
 while [ $# -gt 0 ]; do
 	case $1 in
 	--flavor) flavor=$2; shift 2 ;;
 	--timeout) timeout_s=$2; shift 2 ;;
 	--out) out=$2; shift 2 ;;
 	--membar) membar=$2; shift 2 ;;
+	--switch) switch=1; shift ;;
 	--) shift; break ;;
 	*) die "unknown option $1" ;;
 	esac
@@ -53,12 +55,32 @@ qemu_opts=(
 	-machine q35
 	-device pcie-root-port,id=rp_edu,chassis=1,slot=1
 	-device edu,bus=rp_edu,id=edu0
-	-device pcie-root-port,id=rp_ivshmem,chassis=2,slot=2
 	-object "memory-backend-file,id=ivshmem_mem,share=off,mem-path=$pattern,size=1G"
-	-device ivshmem-plain,memdev=ivshmem_mem,bus=rp_ivshmem,id=ivshmem0
-	-device "pci-testdev,membar=$membar"
 	-qmp "unix:$out/qmp.sock,server=on,wait=off"
 )
+if [ $switch = 1 ]; then
+	# --switch (make bench): ivshmem, pci-testdev and a second edu, the
+	# peer-to-peer client of upstream vfio-pci's dma-bufs, on the downstream
+	# ports of one PCIe switch, so that the kernel maps between them by bus
+	# address (PCI_P2PDMA_MAP_BUS_ADDR) without an IOMMU or a host bridge
+	# on its whitelist.  No hot-plug here.
+	qemu_opts+=(
+		-device pcie-root-port,id=rp_switch,chassis=2,slot=2
+		-device x3130-upstream,id=sw_up,bus=rp_switch
+		-device xio3130-downstream,id=sw_ivshmem,bus=sw_up,chassis=3,slot=1
+		-device ivshmem-plain,memdev=ivshmem_mem,bus=sw_ivshmem,id=ivshmem0
+		-device xio3130-downstream,id=sw_testdev,bus=sw_up,chassis=4,slot=2
+		-device "pci-testdev,membar=$membar,bus=sw_testdev"
+		-device xio3130-downstream,id=sw_client,bus=sw_up,chassis=5,slot=3
+		-device edu,bus=sw_client,id=peer0
+	)
+else
+	qemu_opts+=(
+		-device pcie-root-port,id=rp_ivshmem,chassis=2,slot=2
+		-device ivshmem-plain,memdev=ivshmem_mem,bus=rp_ivshmem,id=ivshmem0
+		-device "pci-testdev,membar=$membar"
+	)
+fi
 
 # KVM only when it is seen to boot this kernel on this machine; the verdict
 # is kept for the machine's current boot.

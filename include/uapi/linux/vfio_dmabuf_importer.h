@@ -210,4 +210,155 @@ struct vfio_dmabuf_imp_bench {
  */
 #define VFIO_DMABUF_IMP_BENCH	_IOWR(0xDB, 0x14, struct vfio_dmabuf_imp_bench)
 
+/**
+ * DOC: vfio_dmabuf_peer uAPI
+ *
+ * The benchmarks' peer importer (tests/peer) creates
+ * ``/dev/vfio-dmabuf-peer``. It imports a dma-buf the way importers of
+ * upstream vfio-pci's dma-bufs do: dma_buf_dynamic_attach() with a PCI
+ * client device and peer2peer, then dma_buf_map_attachment() under the
+ * reservation lock, and a walk of the scatterlist's DMA addresses. Its
+ * invalidate_mappings callback unmaps, as a revocable importer must. Each
+ * open file holds one group of attachments to one buffer; closing the file
+ * unmaps and detaches them. The ioctls use the sequence numbers 0x20-0x2F
+ * with the same argsz, flags and reserved-field rules.
+ */
+
+/**
+ * struct vfio_dmabuf_peer_attach - argument of %VFIO_DMABUF_PEER_ATTACH
+ * @argsz: sizeof(struct vfio_dmabuf_peer_attach)
+ * @flags: must be 0
+ * @fd: the dma-buf
+ * @client: the PCI function that would do the DMA: domain << 16 | bus << 8
+ *	| devfn
+ * @count: how many attachments to make, 1 to 4096
+ * @__reserved: must be 0
+ * @size: set by the kernel: the buffer's size in bytes
+ */
+struct vfio_dmabuf_peer_attach {
+	__u32 argsz;
+	__u32 flags;
+	__s32 fd;
+	__u32 client;
+	__u32 count;
+	__u32 __reserved;
+	__u64 size;
+};
+
+/**
+ * VFIO_DMABUF_PEER_ATTACH - _IOWR(0xDB, 0x20, struct vfio_dmabuf_peer_attach)
+ *
+ * Drop this file's attachments, then attach @count times to @fd for
+ * @client, and map each one.
+ *
+ * Return: 0; -EBADF, -EINVAL for a file that is not a dma-buf; -ENODEV if
+ * no PCI function is at @client; the exporter's error from attach or map.
+ */
+#define VFIO_DMABUF_PEER_ATTACH	_IOWR(0xDB, 0x20, struct vfio_dmabuf_peer_attach)
+
+/**
+ * VFIO_DMABUF_PEER_REMAP - _IO(0xDB, 0x21)
+ *
+ * Map again every attachment of this file that an invalidation unmapped.
+ *
+ * Return: how many were mapped; -ENOENT with no attachments; the
+ * exporter's error.
+ */
+#define VFIO_DMABUF_PEER_REMAP	_IO(0xDB, 0x21)
+
+/*
+ * VFIO_DMABUF_PEER_WALK_BLOCKS: build the table an IOMMU page-table builder
+ * needs: contiguous segments merged (as iommu_map_sg() does), and each range
+ * split into the fewest blocks aligned to their size in both the buffer and
+ * DMA address space, the table a get_pfn walk builds.
+ */
+#define VFIO_DMABUF_PEER_WALK_BLOCKS	(1 << 0)
+
+/**
+ * struct vfio_dmabuf_peer_walk - argument of %VFIO_DMABUF_PEER_WALK
+ * @argsz: sizeof(struct vfio_dmabuf_peer_walk)
+ * @flags: 0 or %VFIO_DMABUF_PEER_WALK_BLOCKS
+ * @segments: set by the kernel: entries of the table: DMA segments of the
+ *	scatterlist, or aligned blocks with %VFIO_DMABUF_PEER_WALK_BLOCKS
+ * @__reserved: must be 0
+ * @length: set by the kernel: their total length in bytes
+ * @first_addr: set by the kernel: the first segment's DMA address
+ * @nanoseconds: set by the kernel: time of the walk, from taking the
+ *	reservation lock to dropping it
+ */
+struct vfio_dmabuf_peer_walk {
+	__u32 argsz;
+	__u32 flags;
+	__u32 segments;
+	__u32 __reserved;
+	__u64 length;
+	__u64 first_addr;
+	__u64 nanoseconds;
+};
+
+/**
+ * VFIO_DMABUF_PEER_WALK - _IOWR(0xDB, 0x22, struct vfio_dmabuf_peer_walk)
+ *
+ * Learn the buffer's layout as a scatterlist importer does: with the
+ * reservation lock held, dma_buf_map_attachment() on the first attachment,
+ * a table built from the scatterlist (see @flags), and
+ * dma_buf_unmap_attachment().
+ *
+ * Return: 0; -ENOENT with no attachments; the exporter's error.
+ */
+#define VFIO_DMABUF_PEER_WALK	_IOWR(0xDB, 0x22, struct vfio_dmabuf_peer_walk)
+
+/**
+ * struct vfio_dmabuf_peer_bench - argument of %VFIO_DMABUF_PEER_BENCH
+ * @argsz: sizeof(struct vfio_dmabuf_peer_bench)
+ * @flags: must be 0
+ * @loops: in: how many of each, 1 to 2^24
+ * @__reserved: must be 0
+ * @map_ns: set by the kernel: time of @loops map/unmap pairs of the first
+ *	attachment, each under the reservation lock
+ * @lock_ns: set by the kernel: time of @loops lock/unlock pairs alone
+ */
+struct vfio_dmabuf_peer_bench {
+	__u32 argsz;
+	__u32 flags;
+	__u32 loops;
+	__u32 __reserved;
+	__u64 map_ns;
+	__u64 lock_ns;
+};
+
+/**
+ * VFIO_DMABUF_PEER_BENCH - _IOWR(0xDB, 0x23, struct vfio_dmabuf_peer_bench)
+ *
+ * Times map/unmap pairs and reservation lock/unlock pairs in the kernel.
+ *
+ * Return: 0; -ENOENT with no attachments; -EINVAL for @loops out of range;
+ * the exporter's error.
+ */
+#define VFIO_DMABUF_PEER_BENCH	_IOWR(0xDB, 0x23, struct vfio_dmabuf_peer_bench)
+
+/**
+ * struct vfio_dmabuf_peer_span - argument of %VFIO_DMABUF_PEER_SPAN
+ * @invalidations: invalidate_mappings calls since the last
+ *	%VFIO_DMABUF_PEER_SPAN, on any of this file's attachments
+ * @__reserved: 0
+ * @nanoseconds: from the start of the first of them to the end of the last,
+ *	unmaps included; 0 without any
+ */
+struct vfio_dmabuf_peer_span {
+	__u32 invalidations;
+	__u32 __reserved;
+	__u64 nanoseconds;
+};
+
+/**
+ * VFIO_DMABUF_PEER_SPAN - _IOR(0xDB, 0x24, struct vfio_dmabuf_peer_span)
+ *
+ * Read, and start again, the span of this file's invalidations: how long
+ * the exporter's dma_buf_invalidate_mappings() took over its attachments.
+ *
+ * Return: 0; -ENOENT with no attachments.
+ */
+#define VFIO_DMABUF_PEER_SPAN	_IOR(0xDB, 0x24, struct vfio_dmabuf_peer_span)
+
 #endif /* _UAPI_LINUX_VFIO_DMABUF_IMPORTER_H */

@@ -61,7 +61,7 @@ pub(crate) fn min_blocks(s: &Segment) -> u64 {
         let q = s.pgoff + i as u64;
         for k in 0..40u32 {
             let size = 1u64 << k;
-            if q % size != 0 || i as u64 + size > s.pages {
+            if !q.is_multiple_of(size) || i as u64 + size > s.pages {
                 break;
             }
             if (s.pfn as i128 - s.pgoff as i128).rem_euclid(size as i128) != 0 {

@@ -34,10 +34,59 @@ bench testdev-slice "$testdev" 2 3 0x3000:0x7fffd000 0x80001000:0x3ffff000
 for size in 64K 1M 16M 256M; do
 	bench "ivshmem-$size" "$ivshmem" 2 5 "0:$size"
 done
-echo "bench: revoke with 1, 16, 256 and 1024 attachments"
-$tool --json bench-revoke "$ivshmem" --bar 2 --attachments 1,16,256,1024 --repeat 11 >"$VM_OUT/bench-revoke.json"
+echo "bench: revoke with 0, 1, 16, 256 and 1024 attachments"
+$tool --json bench-revoke "$ivshmem" --bar 2 --attachments 0,1,16,256,1024 --repeat 11 >"$VM_OUT/bench-revoke.json"
 echo "bench: export"
 $tool --json bench-export "$ivshmem" --bar 2 --repeat 101 0:4K >"$VM_OUT/bench-export-1range.json"
 $tool --json bench-export "$ivshmem" --bar 2 --repeat 101 0x5000:0x1ff000 0x201000:0x3ff000 0x3ffff000:4K \
 	>"$VM_OUT/bench-export-3ranges.json"
 rmmod vfio_dmabuf_importer vfio_dmabuf
+
+# The peer: upstream vfio-pci's dma-bufs of the same BARs, imported by the
+# scatterlist importer for the edu function on the same PCIe switch
+# (tests/vm/run.sh --switch), through vfio's no-IOMMU mode.
+insmod tests/peer/vfio_dmabuf_peer.ko
+echo 1 >/sys/module/vfio/parameters/enable_unsafe_noiommu_mode
+for function in "$ivshmem" "$testdev"; do
+	echo vfio-pci >"/sys/bus/pci/devices/$function/driver_override"
+	echo "$function" >/sys/bus/pci/drivers_probe
+	[ "$(basename "$(readlink "/sys/bus/pci/devices/$function/driver")")" = vfio-pci ] || {
+		echo "bench: $function did not bind to vfio-pci" >&2
+		exit 1
+	}
+done
+# The switch's upstream port is two levels above ivshmem; the client is the
+# edu function below it.
+switch=$(dirname "$(dirname "$(readlink -f "/sys/bus/pci/devices/$ivshmem")")")
+client=
+for d in "$switch"/*/*/; do
+	[ -f "$d/device" ] && [ "$(cat "$d/device")" = 0x11e8 ] && client=$(basename "$d")
+done
+[ -n "$client" ] || {
+	echo "bench: no edu function beside $ivshmem behind a switch (run.sh --switch)" >&2
+	exit 1
+}
+echo "bench: peer client $client"
+# name device bar repeat [--attachments N,...] ranges...
+peer() {
+	local name=$1 device=$2 bar=$3 repeat=$4
+	shift 4
+	echo "bench: peer $name"
+	$tool --json bench-peer "$device" --bar "$bar" --client "$client" --repeat "$repeat" "$@" \
+		>"$dir/peer-$name.json"
+}
+peer ivshmem-1G-whole "$ivshmem" 2 5 whole
+peer ivshmem-slice "$ivshmem" 2 5 0x5000:0x1ff000 0x201000:0x3ff000 0x3ffff000:4K
+peer testdev-16G-whole "$testdev" 2 3 whole
+peer testdev-slice "$testdev" 2 3 0x3000:0x7fffd000 0x80001000:0x3ffff000
+for size in 64K 1M 16M 256M; do
+	peer "ivshmem-$size" "$ivshmem" 2 5 "0:$size"
+done
+echo "bench: peer revoke and export"
+$tool --json bench-peer "$ivshmem" --bar 2 --client "$client" --repeat 11 \
+	--attachments 0,1,16,256,1024 0:4K >"$VM_OUT/bench-peer-revoke.json"
+$tool --json bench-peer "$ivshmem" --bar 2 --client "$client" --repeat 101 0:4K \
+	>"$VM_OUT/bench-peer-export-1range.json"
+$tool --json bench-peer "$ivshmem" --bar 2 --client "$client" --repeat 101 \
+	0x5000:0x1ff000 0x201000:0x3ff000 0x3ffff000:4K >"$VM_OUT/bench-peer-export-3ranges.json"
+rmmod vfio_dmabuf_peer

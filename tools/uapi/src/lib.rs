@@ -138,6 +138,42 @@ pub const VFIO_DMABUF_IMP_BENCH: u32 = ioc(
     size_of::<vfio_dmabuf_imp_bench>(),
 );
 
+/// `VFIO_DMABUF_PEER_ATTACH`: `_IOWR(0xDB, 0x20, struct vfio_dmabuf_peer_attach)`,
+/// of the benchmarks' scatterlist importer (tests/peer).
+pub const VFIO_DMABUF_PEER_ATTACH: u32 = ioc(
+    IOC_READ | IOC_WRITE,
+    VFIO_DMABUF_TYPE,
+    0x20,
+    size_of::<vfio_dmabuf_peer_attach>(),
+);
+
+/// `VFIO_DMABUF_PEER_REMAP`: `_IO(0xDB, 0x21)`.
+pub const VFIO_DMABUF_PEER_REMAP: u32 = ioc(0, VFIO_DMABUF_TYPE, 0x21, 0);
+
+/// `VFIO_DMABUF_PEER_WALK`: `_IOWR(0xDB, 0x22, struct vfio_dmabuf_peer_walk)`.
+pub const VFIO_DMABUF_PEER_WALK: u32 = ioc(
+    IOC_READ | IOC_WRITE,
+    VFIO_DMABUF_TYPE,
+    0x22,
+    size_of::<vfio_dmabuf_peer_walk>(),
+);
+
+/// `VFIO_DMABUF_PEER_BENCH`: `_IOWR(0xDB, 0x23, struct vfio_dmabuf_peer_bench)`.
+pub const VFIO_DMABUF_PEER_BENCH: u32 = ioc(
+    IOC_READ | IOC_WRITE,
+    VFIO_DMABUF_TYPE,
+    0x23,
+    size_of::<vfio_dmabuf_peer_bench>(),
+);
+
+/// `VFIO_DMABUF_PEER_SPAN`: `_IOR(0xDB, 0x24, struct vfio_dmabuf_peer_span)`.
+pub const VFIO_DMABUF_PEER_SPAN: u32 = ioc(
+    IOC_READ,
+    VFIO_DMABUF_TYPE,
+    0x24,
+    size_of::<vfio_dmabuf_peer_span>(),
+);
+
 /// The size of a structure as its `argsz` field states it.
 pub const fn argsz<T>() -> u32 {
     let size = size_of::<T>();
@@ -161,6 +197,11 @@ mod tests {
         assert_eq!(VFIO_DMABUF_IMP_WALK, from_c::VFIO_DMABUF_IMP_WALK);
         assert_eq!(VFIO_DMABUF_IMP_COUNTERS, from_c::VFIO_DMABUF_IMP_COUNTERS);
         assert_eq!(VFIO_DMABUF_IMP_BENCH, from_c::VFIO_DMABUF_IMP_BENCH);
+        assert_eq!(VFIO_DMABUF_PEER_ATTACH, from_c::VFIO_DMABUF_PEER_ATTACH);
+        assert_eq!(VFIO_DMABUF_PEER_REMAP, from_c::VFIO_DMABUF_PEER_REMAP);
+        assert_eq!(VFIO_DMABUF_PEER_WALK, from_c::VFIO_DMABUF_PEER_WALK);
+        assert_eq!(VFIO_DMABUF_PEER_BENCH, from_c::VFIO_DMABUF_PEER_BENCH);
+        assert_eq!(VFIO_DMABUF_PEER_SPAN, from_c::VFIO_DMABUF_PEER_SPAN);
     }
 
     /// The numbers derived by hand from the layout, as a check on both.
@@ -174,6 +215,11 @@ mod tests {
         assert_eq!(VFIO_DMABUF_IMP_WALK, 0xc028_db11);
         assert_eq!(VFIO_DMABUF_IMP_COUNTERS, 0xc040_db13);
         assert_eq!(VFIO_DMABUF_IMP_BENCH, 0xc028_db14);
+        assert_eq!(VFIO_DMABUF_PEER_ATTACH, 0xc020_db20);
+        assert_eq!(VFIO_DMABUF_PEER_REMAP, 0x0000_db21);
+        assert_eq!(VFIO_DMABUF_PEER_WALK, 0xc028_db22);
+        assert_eq!(VFIO_DMABUF_PEER_BENCH, 0xc020_db23);
+        assert_eq!(VFIO_DMABUF_PEER_SPAN, 0x8010_db24);
     }
 
     /// The ABI as tests/uapi/layout.c pins it; bindgen's own layout checks

@@ -127,7 +127,7 @@ impl Mapping {
     }
 
     fn word(&self, offset: usize) -> io::Result<*mut u32> {
-        if offset % 4 != 0 || offset.checked_add(4).is_none_or(|end| end > self.len) {
+        if !offset.is_multiple_of(4) || offset.checked_add(4).is_none_or(|end| end > self.len) {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
         // SAFETY: inside the mapping, as just checked.

@@ -98,7 +98,7 @@ impl Stats {
 
 /// The median of sorted, non-empty `values`: the middle one, or the mean of
 /// the two middle ones.
-fn median(values: &[u64]) -> u64 {
+pub(crate) fn median(values: &[u64]) -> u64 {
     let middle = values.len() / 2;
     if values.len() % 2 == 1 {
         values[middle]
@@ -198,15 +198,15 @@ pub(crate) fn run(
 
 /// Times of repeated system calls.
 #[derive(Serialize)]
-struct Timing {
-    median_ns: u64,
-    min_ns: u64,
-    max_ns: u64,
+pub(crate) struct Timing {
+    pub(crate) median_ns: u64,
+    pub(crate) min_ns: u64,
+    pub(crate) max_ns: u64,
 }
 
 impl Timing {
     /// `times` is not empty.
-    fn new(times: &mut [u64]) -> Self {
+    pub(crate) fn new(times: &mut [u64]) -> Self {
         times.sort_unstable();
         Self {
             median_ns: median(times),
@@ -217,7 +217,7 @@ impl Timing {
 }
 
 /// Time of one system call, measured around it from user space.
-fn timed<T>(call: impl FnOnce() -> Result<T, Error>) -> Result<(T, u64), Error> {
+pub(crate) fn timed<T>(call: impl FnOnce() -> Result<T, Error>) -> Result<(T, u64), Error> {
     let start = std::time::Instant::now();
     let value = call()?;
     Ok((

@@ -15,6 +15,7 @@ mod export;
 mod importer;
 mod list;
 mod output;
+mod peer;
 mod size;
 mod state;
 mod sysfs;
@@ -99,6 +100,35 @@ enum Command {
     BenchRevoke(BenchRevokeArgs),
     /// Time EXPORT of slices of a BAR (and the close of the new dma-buf).
     BenchExport(BenchArgs),
+    /// Time upstream vfio-pci's dma-buf path on a function bound to
+    /// vfio-pci: VFIO_DEVICE_FEATURE_DMA_BUF, the benchmarks' scatterlist
+    /// importer (/dev/vfio-dmabuf-peer) mapping it for a PCI client and
+    /// walking the scatterlist, and the revoke when memory decoding is
+    /// turned off, with 1, 16, 256... mapped attachments.
+    BenchPeer(BenchPeerArgs),
+}
+
+#[derive(Args, Debug)]
+struct BenchPeerArgs {
+    /// The function bound to vfio-pci, by PCI address.
+    address: String,
+    /// The BAR, 0 to 5.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..6))]
+    bar: u32,
+    /// The PCI function the importer maps for, by PCI address.
+    #[arg(long, value_name = "ADDRESS")]
+    client: String,
+    /// Slices of the BAR, as for `export`; the whole BAR when none is given.
+    #[arg(value_name = "RANGE")]
+    ranges: Vec<RangeArg>,
+    /// Attachment counts for the revoke, comma-separated (none: no revoke);
+    /// 0 times the memory-decoding toggle with no dma-buf.
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u32).range(0..=4096))]
+    attachments: Vec<u32>,
+    /// Walks, exports and revokes per count.
+    #[arg(long, value_name = "R", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    repeat: u32,
 }
 
 #[derive(Args, Debug)]
@@ -280,6 +310,18 @@ fn run(command: Command, json: bool) -> Result<ExitCode, Error> {
                 &args.target.device,
                 args.target.bar,
                 &args.ranges,
+                args.repeat,
+                json,
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::BenchPeer(args) => {
+            peer::run(
+                &args.address,
+                args.bar,
+                &args.client,
+                &args.ranges,
+                &args.attachments,
                 args.repeat,
                 json,
             )?;

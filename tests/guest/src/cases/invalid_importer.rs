@@ -560,8 +560,10 @@ pub(super) const CASES: &[(&str, Run)] = &[
         |ctx| {
             let exporter = &ctx.device(Which::Edu)?.exporter;
             let pages = must("mmap", Pages::new())?;
-            let mut info = uapi::vfio_dmabuf_info::default();
-            info.argsz = uapi::argsz::<uapi::vfio_dmabuf_info>();
+            let info = uapi::vfio_dmabuf_info {
+                argsz: uapi::argsz::<uapi::vfio_dmabuf_info>(),
+                ..Default::default()
+            };
             let at = pages.put(&bytes(&info), 0);
             must("mprotect", pages.protect(0, libc::PROT_READ))?;
             all_of([
