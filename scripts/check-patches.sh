@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make check-patches`: scripts/checkpatch.pl --strict on every patch of the
-# series, and kernel-doc -Wall on every C file and header the series (or the
+# series and on the project's C sources, and kernel-doc -Wall on every C file and header the series (or the
 # project) adds or changes, in the patched tree.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -42,6 +42,18 @@ for f in "${files[@]}"; do
 	else
 		echo "kernel-doc: FAIL $f"
 		echo "$new" | sed 's/^/    /'
+		status=1
+	fi
+done
+# The project's own C sources (the benchmarks' scatterlist importer).
+for f in "$REPO"/tests/peer/*.c; do
+	case $f in *.mod.c) continue ;; esac
+	[ -f "$f" ] || continue
+	if out=$(cd "$pristine" && perl scripts/checkpatch.pl --strict --no-tree --quiet -f "$f" 2>&1); then
+		echo "checkpatch: ok   ${f#"$REPO"/}"
+	else
+		echo "checkpatch: FAIL ${f#"$REPO"/}"
+		echo "$out" | sed 's/^/    /'
 		status=1
 	fi
 done

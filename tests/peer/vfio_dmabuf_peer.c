@@ -29,7 +29,7 @@
 MODULE_IMPORT_NS("DMA_BUF");
 
 #define PEER_MAX_ATTACHMENTS	4096
-#define PEER_MAX_LOOPS		(1U << 24)
+#define PEER_MAX_LOOPS		BIT(24)
 #define PEER_DIR		DMA_BIDIRECTIONAL
 
 struct peer_file;
@@ -42,12 +42,11 @@ struct peer_att {
 };
 
 /*
- * An open file; @lock serializes the ioctls and release. The invalidation
- * span (@invalidations, @first_ns, @last_ns) is protected by the buffer's
- * reservation lock.
+ * An open file. The invalidation span (@invalidations, @first_ns, @last_ns)
+ * is protected by the buffer's reservation lock.
  */
 struct peer_file {
-	struct mutex lock;
+	struct mutex lock;	/* serializes the ioctls and release */
 	struct dma_buf *buf;
 	struct pci_dev *client;
 	unsigned int count;

@@ -26,4 +26,6 @@ done
 tests/vm/guest/exporter.sh || rc=1
 # The vfio-dmabuf tool as a user runs it (loads the modules again).
 python3 tests/vm/guest/tool.py >"$ktap/tool.ktap" || rc=1
+# The benchmarks' peer path (upstream vfio-pci and tests/peer), checked.
+python3 tests/vm/guest/peer.py >"$ktap/peer.ktap" || rc=1
 exit $rc

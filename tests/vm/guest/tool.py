@@ -143,6 +143,24 @@ def walk_testdev():
     assert len(walk["table"]) == 1 and walk["calls"] == 1 and walk["mismatches"] == 0, walk
 
 
+def run_cases(cases):
+    """Runs (name, function) cases in order and prints KTAP; True if all passed."""
+    results = []
+    for name, fn in cases:
+        try:
+            fn()
+            results.append((True, name, None))
+        except Exception as e:  # a failed check, or the tool misbehaving
+            results.append((False, name, f"{type(e).__name__}: {e}"))
+    print("KTAP version 1")
+    print(f"1..{len(results)}")
+    for i, (ok, name, why) in enumerate(results, 1):
+        print(f"{'ok' if ok else 'not ok'} {i} - {name}")
+        for line in (why or "").splitlines():
+            print(f"# {line}")
+    return all(ok for ok, _, _ in results)
+
+
 def main():
     global edu, ivshmem, testdev
     try:
@@ -153,23 +171,10 @@ def main():
     except Exception as e:
         print(f"KTAP version 1\n1..1\nnot ok 1 - tool: set-up: {e}")
         return 1
-    results = []
-    for name, fn in CASES:
-        try:
-            fn()
-            results.append((True, name, None))
-        except Exception as e:  # a failed check, or the tool misbehaving
-            results.append((False, name, f"{type(e).__name__}: {e}"))
-    print("KTAP version 1")
-    print(f"1..{len(results)}")
-    for i, (ok, name, why) in enumerate(results, 1):
-        print(f"{'ok' if ok else 'not ok'} {i} - {name}")
-        if why:
-            for line in why.splitlines():
-                print(f"# {line}")
+    passed = run_cases(CASES)
     for m in ("vfio_dmabuf_importer", "vfio_dmabuf"):
         subprocess.run(["rmmod", m], check=False)
-    return 0 if all(ok for ok, _, _ in results) else 1
+    return 0 if passed else 1
 
 
 if __name__ == "__main__":

@@ -129,6 +129,10 @@ struct BenchPeerArgs {
     #[arg(long, value_name = "R", default_value_t = 10,
           value_parser = clap::value_parser!(u32).range(1..))]
     repeat: u32,
+    /// Map/unmap and lock/unlock pairs timed for the per-call latency.
+    #[arg(long, value_name = "N", default_value_t = bench::LATENCY_LOOPS,
+          value_parser = clap::value_parser!(u32).range(1..=1 << 24))]
+    latency_loops: u32,
 }
 
 #[derive(Args, Debug)]
@@ -316,15 +320,16 @@ fn run(command: Command, json: bool) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         Command::BenchPeer(args) => {
-            peer::run(
-                &args.address,
-                args.bar,
-                &args.client,
-                &args.ranges,
-                &args.attachments,
-                args.repeat,
-                json,
-            )?;
+            let plan = peer::Plan {
+                address: &args.address,
+                bar: args.bar,
+                client: &args.client,
+                ranges: &args.ranges,
+                attachments: &args.attachments,
+                repeat: args.repeat,
+                latency_loops: args.latency_loops,
+            };
+            peer::run(&plan, json)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Peek(args) => {

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::bench::{median, timed, Timing, LATENCY_LOOPS};
+use crate::bench::{median, timed, Timing};
 use crate::device::ioctl;
 use crate::error::Error;
 use crate::size::{self, Range, RangeArg};
@@ -441,7 +441,7 @@ struct Report {
     /// page-table builder maps (the table a get_pfn walk builds), unmap.
     blocks: WalkStats,
     /// One lock, map, unmap, unlock of the first attachment, in the kernel:
-    /// the mean over [`LATENCY_LOOPS`].
+    /// the mean over `--latency-loops` of them.
     map_unmap_ns: f64,
     /// One lock/unlock pair alone, measured the same way.
     lock_floor_ns: f64,
@@ -450,19 +450,34 @@ struct Report {
     revoke: Vec<RevokeRow>,
 }
 
-/// `bench-peer`: exports `ranges` of BAR `bar` of the vfio-pci function at
-/// `address`, imports it for `client` and walks it `repeat` times; then
-/// times the export and, for each of `attachments`, the revoke of a one-page
-/// buffer with that many mapped attachments.
-pub(crate) fn run(
-    address: &str,
-    bar: u32,
-    client: &str,
-    ranges: &[RangeArg],
-    attachments: &[u32],
-    repeat: u32,
-    json: bool,
-) -> Result<(), Error> {
+/// What `bench-peer` runs.
+pub(crate) struct Plan<'a> {
+    /// The function bound to vfio-pci.
+    pub(crate) address: &'a str,
+    pub(crate) bar: u32,
+    /// The PCI function the importer maps for.
+    pub(crate) client: &'a str,
+    pub(crate) ranges: &'a [RangeArg],
+    /// Attachment counts for the revoke.
+    pub(crate) attachments: &'a [u32],
+    pub(crate) repeat: u32,
+    pub(crate) latency_loops: u32,
+}
+
+/// `bench-peer`: exports the ranges of the BAR of the vfio-pci function,
+/// imports them for the client and walks them `repeat` times each way;
+/// times `latency_loops` map/unmap pairs, the export, and, for each count
+/// of attachments, the revoke of a one-page buffer with that many mapped.
+pub(crate) fn run(plan: &Plan<'_>, json: bool) -> Result<(), Error> {
+    let Plan {
+        address,
+        bar,
+        client,
+        ranges,
+        attachments,
+        repeat,
+        latency_loops,
+    } = *plan;
     let device = VfioDevice::open(address)?;
     let client_id = client_id(client).map_err(|e| Error::invalid(Path::new(client), e))?;
     let ranges = size::resolve(ranges, device.bar_size(bar)?);
@@ -473,7 +488,7 @@ pub(crate) fn run(
 
     let walk = walks(&peer, false, repeat, size, expected, &device.path)?;
     let blocks = walks(&peer, true, repeat, size, expected, &device.path)?;
-    let bench = peer.bench(LATENCY_LOOPS)?;
+    let bench = peer.bench(latency_loops)?;
     drop(peer);
     drop(dmabuf);
 
@@ -546,8 +561,8 @@ pub(crate) fn run(
         repeat,
         walk,
         blocks,
-        map_unmap_ns: bench.map_ns as f64 / f64::from(LATENCY_LOOPS),
-        lock_floor_ns: bench.lock_ns as f64 / f64::from(LATENCY_LOOPS),
+        map_unmap_ns: bench.map_ns as f64 / f64::from(latency_loops),
+        lock_floor_ns: bench.lock_ns as f64 / f64::from(latency_loops),
         export: Timing::new(&mut exports),
         revoke: rows,
     };
