@@ -343,8 +343,10 @@ static long peer_walk(struct peer_file *pf, unsigned long arg)
 	dma_buf_unmap_attachment(attach, sgt, PEER_DIR);
 	dma_resv_unlock(pf->buf->resv);
 	w.nanoseconds = ktime_get_ns() - start;
-	if (ret)
+	if (ret) {
+		kvfree(table);
 		return ret;
+	}
 
 	w.segments = n;
 	w.first_addr = n ? table[0].addr : 0;
