@@ -58,6 +58,14 @@ mod vfio {
     }
 }
 
+/// Two consecutive `__u32` fields as the one `u64` that holds them in memory.
+fn pair(first: u32, second: u32) -> u64 {
+    let mut bytes = [0u8; 8];
+    bytes[..4].copy_from_slice(&first.to_ne_bytes());
+    bytes[4..].copy_from_slice(&second.to_ne_bytes());
+    u64::from_ne_bytes(bytes)
+}
+
 /// `PCI_COMMAND` and its memory-decoding bit, `<linux/pci_regs.h>`.
 const PCI_COMMAND: u64 = 0x04;
 const PCI_COMMAND_MEMORY: u16 = 0x2;
@@ -148,30 +156,37 @@ impl VfioDevice {
         }?;
         // SAFETY: the kernel just gave us `fd`, which nothing else owns.
         let device = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-        let path = PathBuf::from(format!("vfio-pci {address}"));
+        let mut this = Self {
+            _container: container,
+            _group: group_file,
+            device,
+            path: PathBuf::from(format!("vfio-pci {address}")),
+            config_offset: 0,
+        };
+        this.config_offset = this.region(vfio::PCI_CONFIG_REGION_INDEX)?.offset;
+        Ok(this)
+    }
+
+    /// `VFIO_DEVICE_GET_REGION_INFO` of region `index` (a BAR, or the
+    /// configuration space).
+    fn region(&self, index: u32) -> Result<vfio::RegionInfo, Error> {
         let mut info = vfio::RegionInfo {
             argsz: size_of::<vfio::RegionInfo>() as u32,
-            index: vfio::PCI_CONFIG_REGION_INDEX,
+            index,
             ..Default::default()
         };
         // SAFETY: GET_REGION_INFO reads and writes `info`, of the size its
         // argsz says.
         unsafe {
             ioctl(
-                &device,
-                &path,
+                &self.device,
+                &self.path,
                 vfio::DEVICE_GET_REGION_INFO,
                 "VFIO_DEVICE_GET_REGION_INFO",
                 &raw mut info,
             )
         }?;
-        Ok(Self {
-            _container: container,
-            _group: group_file,
-            device,
-            path,
-            config_offset: info.offset,
-        })
+        Ok(info)
     }
 
     /// An ioctl whose argument is a plain integer.
@@ -192,22 +207,7 @@ impl VfioDevice {
 
     /// The size of BAR `bar`.
     pub(crate) fn bar_size(&self, bar: u32) -> Result<u64, Error> {
-        let mut info = vfio::RegionInfo {
-            argsz: size_of::<vfio::RegionInfo>() as u32,
-            index: bar,
-            ..Default::default()
-        };
-        // SAFETY: as in `open`.
-        unsafe {
-            ioctl(
-                &self.device,
-                &self.path,
-                vfio::DEVICE_GET_REGION_INFO,
-                "VFIO_DEVICE_GET_REGION_INFO",
-                &raw mut info,
-            )
-        }?;
-        Ok(info.size)
+        Ok(self.region(bar)?.size)
     }
 
     /// `VFIO_DEVICE_FEATURE_DMA_BUF` of `ranges` of BAR `bar`.
@@ -216,14 +216,13 @@ impl VfioDevice {
         // struct vfio_device_feature_dma_buf { region_index, open_flags,
         // flags, nr_ranges, dma_ranges[] { offset, length } }, as u64s.
         let mut words = vec![0u64; 3 + 2 * ranges.len()];
-        let argsz = (words.len() * 8) as u64;
-        let flags = u64::from(vfio::DEVICE_FEATURE_GET | vfio::DEVICE_FEATURE_DMA_BUF);
-        let open_flags = (libc::O_RDWR | libc::O_CLOEXEC) as u64;
-        let nr_ranges = ranges.len() as u64;
-        // Little-endian pairs of u32s (the guest is x86-64).
-        words[0] = argsz | flags << 32;
-        words[1] = u64::from(bar) | open_flags << 32;
-        words[2] = nr_ranges << 32;
+        let argsz = (words.len() * 8) as u32;
+        let flags = vfio::DEVICE_FEATURE_GET | vfio::DEVICE_FEATURE_DMA_BUF;
+        let open_flags = (libc::O_RDWR | libc::O_CLOEXEC) as u32;
+        let nr_ranges = ranges.len() as u32;
+        words[0] = pair(argsz, flags);
+        words[1] = pair(bar, open_flags);
+        words[2] = pair(0, nr_ranges);
         for (i, r) in ranges.iter().enumerate() {
             words[3 + 2 * i] = r.offset;
             words[4 + 2 * i] = r.length;
@@ -667,6 +666,14 @@ mod tests {
         ] {
             assert!(client_id(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn pairs_are_laid_out_as_two_u32s() {
+        let word = pair(0x1111_2222, 0x3333_4444);
+        let bytes = word.to_ne_bytes();
+        assert_eq!(bytes[..4], 0x1111_2222u32.to_ne_bytes());
+        assert_eq!(bytes[4..], 0x3333_4444u32.to_ne_bytes());
     }
 
     #[test]
