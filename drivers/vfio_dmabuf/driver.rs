@@ -8,6 +8,7 @@
 use kernel::{
     device::Core,
     miscdevice::MiscDeviceRegistration,
+    page::PAGE_SHIFT,
     pci,
     prelude::*,
     str::CString,
@@ -20,7 +21,6 @@ use crate::{
         Function,
         NUM_BARS, //
     },
-    range::PAGE_SHIFT,
     uapi, //
 };
 

@@ -19,6 +19,7 @@ use kernel::{
         MiscDevice,
         MiscDeviceRegistration, //
     },
+    page::PAGE_SHIFT,
     prelude::*,
     sync::{
         Arc,
@@ -35,11 +36,14 @@ use crate::{
         self,
         ByteRange,
         RequestError,
-        Segment,
-        PAGE_SHIFT, //
+        Segment, //
     },
     uapi, //
 };
+
+// Offsets and page frames are in the kernel's pages, which the arithmetic of
+// range.rs takes as a parameter: only page sizes its host tests cover build.
+const _: () = assert!(range::page_shift_is_tested(PAGE_SHIFT as u32));
 
 /// Number of standard BARs of a PCI function.
 pub(crate) const NUM_BARS: usize = 6;
@@ -161,7 +165,8 @@ impl Function {
         };
         let mut segments = KVec::from_elem(empty, ranges.len(), GFP_KERNEL)?;
         let pages =
-            range::layout(ranges, desc.size, desc.pfn, &mut segments).map_err(request_errno)?;
+            range::layout(ranges, desc.size, desc.pfn, PAGE_SHIFT as u32, &mut segments)
+                .map_err(request_errno)?;
         let size = usize::try_from(pages << PAGE_SHIFT).map_err(|_| EOVERFLOW)?;
 
         let mut exports = ExportList::lock(&self.exports);

@@ -1,17 +1,31 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Page arithmetic of a page-frame-only dma-buf: validation of an export
-//! request, lookup of the segment holding a buffer page, and the page frame
-//! and `max_order` behind it (SPEC §2).
+//! Page arithmetic of a page-frame dma-buf: validation of an export
+//! request, lookup of the segment holding a buffer page, the page frame and
+//! `max_order` behind it (SPEC §2), and the physically contiguous runs of a
+//! page range.
 //!
 //! Pure `core` code with no kernel dependency: the same file builds in the
 //! driver and in the host test crate (`tests/host`), where it is checked
-//! against a brute-force reading of the definition.
+//! against a brute-force reading of the definition. Everything past
+//! [`layout`] is in pages of the kernel's size, which the driver passes in
+//! (`kernel::page::PAGE_SHIFT`): 4, 16 and 64 KiB pages are all tested.
 
-/// Pages are 4 KiB on every architecture this driver builds for.
-pub(crate) const PAGE_SHIFT: u32 = 12;
-/// Size of a page in bytes.
-pub(crate) const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
+/// The page sizes, as shifts, that the host tests check this file with. The
+/// driver refuses at build time to be built for a page size not among them.
+pub(crate) const TESTED_PAGE_SHIFTS: [u32; 3] = [12, 14, 16];
+
+/// Whether the host tests cover pages of `1 << page_shift` bytes.
+pub(crate) const fn page_shift_is_tested(page_shift: u32) -> bool {
+    let mut i = 0;
+    while i < TESTED_PAGE_SHIFTS.len() {
+        if TESTED_PAGE_SHIFTS[i] == page_shift {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
 
 /// The most ranges one export may ask for (`VFIO_DMABUF_MAX_RANGES` in the
 /// uAPI). It bounds the table the driver allocates for a request.
@@ -69,7 +83,8 @@ pub(crate) fn check_count(nr_ranges: u64) -> Result<usize, RequestError> {
 }
 
 /// Validates `ranges` against a BAR of `bar_size` bytes whose first page
-/// frame is `bar_pfn`, and fills `segments` (one per range, in order).
+/// frame is `bar_pfn`, in pages of `1 << page_shift` bytes, and fills
+/// `segments` (one per range, in order).
 ///
 /// Returns the size of the buffer in pages. The ranges are checked in
 /// order, each completely, so the first faulty range decides the error.
@@ -78,18 +93,20 @@ pub(crate) fn layout(
     ranges: &[ByteRange],
     bar_size: u64,
     bar_pfn: u64,
+    page_shift: u32,
     segments: &mut [Segment],
 ) -> Result<u64, RequestError> {
     check_count(ranges.len() as u64)?;
     if segments.len() < ranges.len() {
         return Err(RequestError::TooManyRanges);
     }
+    let page_mask = (1u64 << page_shift) - 1;
     let mut total: u64 = 0;
     for (range, segment) in ranges.iter().zip(segments.iter_mut()) {
         if range.length == 0 {
             return Err(RequestError::EmptyRange);
         }
-        if range.offset % PAGE_SIZE != 0 || range.length % PAGE_SIZE != 0 {
+        if range.offset & page_mask != 0 || range.length & page_mask != 0 {
             return Err(RequestError::Unaligned);
         }
         let end = range
@@ -99,11 +116,11 @@ pub(crate) fn layout(
         if end > bar_size {
             return Err(RequestError::OutsideBar);
         }
-        let pages = range.length >> PAGE_SHIFT;
+        let pages = range.length >> page_shift;
         // Inside a BAR that exists, so the frame cannot overflow; checked
         // all the same, since bar_pfn comes from the caller.
         let pfn = bar_pfn
-            .checked_add(range.offset >> PAGE_SHIFT)
+            .checked_add(range.offset >> page_shift)
             .ok_or(RequestError::Overflow)?;
         pfn.checked_add(pages).ok_or(RequestError::Overflow)?;
         *segment = Segment {
@@ -113,7 +130,9 @@ pub(crate) fn layout(
         };
         total = total.checked_add(pages).ok_or(RequestError::Overflow)?;
         // The buffer's size in bytes must fit a u64 as well.
-        total.checked_mul(PAGE_SIZE).ok_or(RequestError::Overflow)?;
+        total
+            .checked_mul(1u64 << page_shift)
+            .ok_or(RequestError::Overflow)?;
     }
     Ok(total)
 }
@@ -155,4 +174,52 @@ pub(crate) fn pfn_and_order(segment: &Segment, pgoff: u64) -> (u64, u32) {
         }
         k -= 1;
     }
+}
+
+/// A physically contiguous run of page frames: `pages` frames from `pfn` on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Run {
+    /// First page frame.
+    pub(crate) pfn: u64,
+    /// Length in pages, never zero.
+    pub(crate) pages: u64,
+}
+
+/// Writes into `out` the maximal physically contiguous runs that cover
+/// buffer pages `[pgoff, pgoff + pages)`, in buffer order, and returns how
+/// many it wrote. Segments whose frames follow on from each other merge into
+/// one run; a run is cut only where the window ends. When `out` is full
+/// before the window is covered, the runs written cover a prefix of it, and
+/// the caller asks again from the page after them.
+///
+/// Pages of the window past the end of the buffer are not covered (the
+/// dma-buf core checks the window against the buffer's size first).
+/// `segments` must tile the buffer as [`layout`] makes them.
+pub(crate) fn runs(segments: &[Segment], pgoff: u64, pages: u64, out: &mut [Run]) -> usize {
+    let Some(first) = find(segments, pgoff) else {
+        return 0;
+    };
+    let end = pgoff.saturating_add(pages);
+    let mut written = 0usize;
+    for segment in &segments[first..] {
+        if segment.pgoff >= end {
+            break;
+        }
+        let start = segment.pgoff.max(pgoff);
+        let stop = (segment.pgoff + segment.pages).min(end);
+        let pfn = segment.pfn + (start - segment.pgoff);
+        let len = stop - start;
+        if let Some(last) = written.checked_sub(1).and_then(|i| out.get_mut(i)) {
+            if last.pfn.checked_add(last.pages) == Some(pfn) {
+                last.pages += len;
+                continue;
+            }
+        }
+        let Some(slot) = out.get_mut(written) else {
+            break;
+        };
+        *slot = Run { pfn, pages: len };
+        written += 1;
+    }
+    written
 }

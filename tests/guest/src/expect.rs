@@ -6,7 +6,11 @@
 //! orders and number of calls of a walk over an exported buffer.
 
 use crate::pci::{self, Resource};
-use crate::range::{self, ByteRange, Segment, PAGE_SHIFT, PAGE_SIZE};
+use crate::range::{self, ByteRange, Segment};
+
+/// The guest kernel's pages (x86-64).
+pub(crate) const PAGE_SHIFT: u32 = 12;
+pub(crate) const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
 use crate::reference;
 use crate::uapi;
 
@@ -122,7 +126,7 @@ impl Buffer {
             };
             ranges.len()
         ];
-        let pages = range::layout(ranges, bar.size(), bar.pfn(), &mut segments).map_err(|e| {
+        let pages = range::layout(ranges, bar.size(), bar.pfn(), PAGE_SHIFT, &mut segments).map_err(|e| {
             format!(
                 "ranges {ranges:?} do not fit a BAR of {}: {e:?}",
                 human(bar.size())

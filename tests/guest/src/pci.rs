@@ -52,7 +52,7 @@ impl Resource {
 
     /// First page frame of the BAR.
     pub(crate) fn pfn(&self) -> u64 {
-        self.start >> crate::range::PAGE_SHIFT
+        self.start >> crate::expect::PAGE_SHIFT
     }
 }
 

@@ -1,6 +1,9 @@
 //! Property tests: the driver's arithmetic against the reference.
 
-use crate::range::{self, ByteRange, RequestError, Segment, MAX_RANGES, PAGE_SHIFT, PAGE_SIZE};
+use crate::range::{self, ByteRange, RequestError, Segment, MAX_RANGES};
+
+const PAGE_SHIFT: u32 = 12;
+const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
 use crate::reference as spec;
 use proptest::prelude::*;
 
@@ -44,7 +47,7 @@ fn build(bar_pfn: u64, bar_size: u64, ranges: &[ByteRange]) -> (Vec<Segment>, u6
         };
         ranges.len()
     ];
-    let total = range::layout(ranges, bar_size, bar_pfn, &mut segments).expect("valid request");
+    let total = range::layout(ranges, bar_size, bar_pfn, PAGE_SHIFT, &mut segments).expect("valid request");
     (segments, total)
 }
 
@@ -129,7 +132,7 @@ proptest! {
             0..6),
     ) {
         let mut segments = vec![Segment { pgoff: 0, pages: 0, pfn: 0 }; ranges.len()];
-        let got = range::layout(&ranges, bar_size, 0x1000, &mut segments);
+        let got = range::layout(&ranges, bar_size, 0x1000, PAGE_SHIFT, &mut segments);
         prop_assert_eq!(got, spec::validate(&ranges, bar_size));
     }
 
@@ -148,7 +151,7 @@ proptest! {
             .map(|&(o, l)| ByteRange { offset: o & !(PAGE_SIZE - 1), length: l & !(PAGE_SIZE - 1) })
             .collect();
         let mut segments = vec![Segment { pgoff: 0, pages: 0, pfn: 0 }; ranges.len()];
-        if let Ok(total) = range::layout(&ranges, bar_size, bar_pfn, &mut segments) {
+        if let Ok(total) = range::layout(&ranges, bar_size, bar_pfn, PAGE_SHIFT, &mut segments) {
             let p = pick % total;
             let i = range::find(&segments, p).unwrap();
             let _ = range::pfn_and_order(&segments[i], p);
@@ -186,7 +189,7 @@ fn range_count_limits() {
         MAX_RANGES + 1
     ];
     assert_eq!(
-        range::layout(&too_many, PAGE_SIZE, 0, &mut segments),
+        range::layout(&too_many, PAGE_SIZE, 0, PAGE_SHIFT, &mut segments),
         Err(RequestError::TooManyRanges)
     );
 }

@@ -1,6 +1,8 @@
 //! Brute-force readings of the definitions, written for clarity, not speed.
 
-use crate::range::{ByteRange, RequestError, Segment, MAX_RANGES, PAGE_SIZE};
+use crate::range::{ByteRange, RequestError, Segment, MAX_RANGES};
+
+const PAGE_SIZE: u64 = 4096;
 
 /// pfn(p) for a page inside `s`.
 pub(crate) fn pfn(s: &Segment, p: u64) -> u64 {

@@ -11,7 +11,7 @@ use super::{case, ensure, Case, Context, Device, Outcome, Which};
 use crate::exporter::Exporter;
 use crate::importer::{self, Importer};
 use crate::pci::{self, Function};
-use crate::range::PAGE_SIZE;
+use crate::expect::PAGE_SIZE;
 use crate::sys;
 
 /// How long a device node may take to appear or go once the driver has
