@@ -12,8 +12,10 @@ use kernel::{
         AttachmentRef,
         Exporter,
         Pfn,
+        PhysVec,
         ResvGuard, //
     },
+    page::PAGE_SHIFT,
     prelude::*,
     sync::ArcBorrow, //
 };
@@ -109,5 +111,41 @@ impl Exporter for Buffer {
             pfn: usize::try_from(pfn)?,
             max_order,
         })
+    }
+
+    /// The segments are the runs, adjacent ones merged where their frames
+    /// follow on: one call per `runs.len()` runs, whatever the alignment.
+    fn get_phys_vec(
+        this: ArcBorrow<'_, Self>,
+        _attachment: &AttachmentRef,
+        pgoff: usize,
+        pages: usize,
+        runs: &mut [PhysVec],
+    ) -> Result<usize> {
+        if this.state() != State::Live {
+            return Err(ENODEV);
+        }
+        let (pgoff, pages) = (u64::try_from(pgoff)?, u64::try_from(pages)?);
+        let mut failed = false;
+        let count = range::for_each_run(&this.segments, pgoff, pages, runs.len(), |i, run| {
+            // Inside a BAR that exists: the addresses fit. Checked all the
+            // same; a failure leaves the answer short, which is refused.
+            let (Some(paddr), Some(len)) = (
+                run.pfn
+                    .checked_mul(1 << PAGE_SHIFT)
+                    .and_then(|a| a.try_into().ok()),
+                run.pages
+                    .checked_mul(1 << PAGE_SHIFT)
+                    .and_then(|l| usize::try_from(l).ok()),
+            ) else {
+                failed = true;
+                return;
+            };
+            runs[i] = PhysVec::new(paddr, len);
+        });
+        if failed {
+            return Err(EOVERFLOW);
+        }
+        Ok(count)
     }
 }

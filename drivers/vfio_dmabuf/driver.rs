@@ -12,16 +12,20 @@ use kernel::{
     pci,
     prelude::*,
     str::CString,
-    sync::Arc, //
+    sync::Arc,
+    uapi::{
+        VFIO_DMABUF_BAR_64,
+        VFIO_DMABUF_BAR_ABSENT,
+        VFIO_DMABUF_BAR_IO,
+        VFIO_DMABUF_BAR_MEM,
+        VFIO_DMABUF_BAR_PREFETCH, //
+    },
 };
 
-use crate::{
-    function::{
-        BarDesc,
-        Function,
-        NUM_BARS, //
-    },
-    uapi, //
+use crate::function::{
+    BarDesc,
+    Function,
+    NUM_BARS, //
 };
 
 pub(crate) struct VfioDmabufDriver;
@@ -32,14 +36,24 @@ kernel::pci_device_table!(
     [(pci::DeviceId::from_id(pci::Vendor::QEMU, 0x11e8), ())]
 );
 
-/// A bound function. Fields drop in order: the character device goes first,
-/// so nothing new starts; the BAR claims are released once `unbind` has told
-/// every importer to let go; the shared state lives on in open files and
-/// buffers.
+/// A bound function. Dropping it first tells every importer to let go (see
+/// [`Drop`]); then the fields drop in order: the character device goes, so
+/// nothing new starts; the BAR claims are released; the shared state lives on
+/// in open files and buffers.
 pub(crate) struct Binding<'bound> {
     _misc: Pin<KBox<MiscDeviceRegistration<Function>>>,
     _regions: KVec<pci::Region<'bound>>,
     function: Arc<Function>,
+}
+
+impl Drop for Binding<'_> {
+    /// Whatever drops the binding (unbind, hot-unplug, module unload, or a
+    /// probe that fails once the binding exists), no export outlives the
+    /// BAR claims: they are gone, and every importer has let go, before the
+    /// claims are released. After `unbind` this finds nothing left to do.
+    fn drop(&mut self) {
+        self.function.remove();
+    }
 }
 
 fn describe<'bound>(
@@ -52,28 +66,29 @@ fn describe<'bound>(
         let flags = pdev.resource_flags(bar)?;
         let size = pdev.resource_len(bar)?;
         if flags.is_absent() || size == 0 {
-            desc.flags = uapi::BAR_ABSENT;
+            desc.flags = VFIO_DMABUF_BAR_ABSENT;
         } else if flags.is_io() {
-            desc.flags = uapi::BAR_IO;
+            desc.flags = VFIO_DMABUF_BAR_IO;
             desc.size = size;
         } else if flags.is_mem() {
-            desc.flags = uapi::BAR_MEM;
+            desc.flags = VFIO_DMABUF_BAR_MEM;
             if flags.is_mem_64() {
-                desc.flags |= uapi::BAR_64;
+                desc.flags |= VFIO_DMABUF_BAR_64;
             }
             if flags.is_prefetch() {
-                desc.flags |= uapi::BAR_PREFETCH;
+                desc.flags |= VFIO_DMABUF_BAR_PREFETCH;
             }
             desc.size = size;
             desc.pfn = pdev.resource_start(bar)? >> PAGE_SHIFT;
             regions.push(pdev.request_region(bar, c"vfio_dmabuf")?, GFP_KERNEL)?;
         } else {
-            desc.flags = uapi::BAR_ABSENT;
+            desc.flags = VFIO_DMABUF_BAR_ABSENT;
         }
     }
     Ok(bars)
 }
 
+#[vtable]
 impl pci::Driver for VfioDmabufDriver {
     type IdInfo = ();
     type Data<'bound> = Binding<'bound>;
@@ -107,10 +122,15 @@ impl pci::Driver for VfioDmabufDriver {
     }
 
     fn reset_prepare<'bound>(_pdev: &'bound pci::Device<Core<'_>>, this: Pin<&Self::Data<'bound>>) {
-        // The BARs stop answering during the reset: importers let go first.
+        // The BARs stop answering during the reset: importers let go first,
+        // and RESTORE is refused until the reset is done.
+        this.function.reset_prepare();
+    }
+
+    fn reset_done<'bound>(_pdev: &'bound pci::Device<Core<'_>>, this: Pin<&Self::Data<'bound>>) {
         // Exports stay revoked until user space restores them, knowing what
         // the reset did to the device's memory.
-        this.function.revoke_all();
+        this.function.reset_done();
     }
 
     fn unbind<'bound>(_pdev: &'bound pci::Device<Core<'_>>, this: Pin<&Self::Data<'bound>>) {

@@ -14,17 +14,10 @@ use kernel::{
         DmaBuf,
         ExportList, //
     },
-    fs::File,
-    miscdevice::{
-        MiscDevice,
-        MiscDeviceRegistration, //
-    },
     page::PAGE_SHIFT,
     prelude::*,
-    sync::{
-        Arc,
-        ArcBorrow, //
-    },
+    sync::Arc,
+    uapi::VFIO_DMABUF_BAR_MEM,
 };
 
 use crate::{
@@ -38,7 +31,6 @@ use crate::{
         RequestError,
         Segment, //
     },
-    uapi, //
 };
 
 // Offsets and page frames are in the kernel's pages, which the arithmetic of
@@ -59,15 +51,33 @@ pub(crate) struct BarDesc {
     pub(crate) pfn: u64,
 }
 
-/// The errno the uAPI documents for each refused request.
-pub(crate) fn request_errno(e: RequestError) -> Error {
-    match e {
-        RequestError::TooManyRanges => E2BIG,
-        RequestError::Overflow => EOVERFLOW,
-        RequestError::NoRanges
-        | RequestError::EmptyRange
-        | RequestError::Unaligned
-        | RequestError::OutsideBar => EINVAL,
+impl BarDesc {
+    fn is_mem(&self) -> bool {
+        self.flags & VFIO_DMABUF_BAR_MEM != 0
+    }
+}
+
+/// Why an export failed: a request the uAPI refuses (each interface maps it
+/// to its own errno), or any other error.
+#[derive(Debug)]
+pub(crate) enum ExportError {
+    Request(RequestError),
+    Other(Error),
+}
+
+impl From<Error> for ExportError {
+    fn from(e: Error) -> Self {
+        Self::Other(e)
+    }
+}
+
+impl ExportError {
+    /// The errno, with `request` giving the one for a refused request.
+    pub(crate) fn errno(self, request: impl FnOnce(RequestError) -> Error) -> Error {
+        match self {
+            Self::Request(e) => request(e),
+            Self::Other(e) => e,
+        }
     }
 }
 
@@ -77,6 +87,9 @@ pub(crate) struct Function {
     /// A [`State`] per BAR; changes with `exports` locked, so that an export
     /// and a state change never interleave.
     states: [AtomicU8; NUM_BARS],
+    /// Set from `reset_prepare` to `reset_done`, with `exports` locked: the
+    /// BARs do not decode meanwhile, so nothing may make them live.
+    resetting: AtomicBool,
     /// Set once the function is unbound or removed.
     gone: AtomicBool,
     exports: Arc<ExportList<Buffer>>,
@@ -89,6 +102,7 @@ impl Function {
             Self {
                 bars,
                 states: Default::default(),
+                resetting: AtomicBool::new(false),
                 gone: AtomicBool::new(false),
                 exports,
             },
@@ -102,7 +116,7 @@ impl Function {
 
     fn memory_bar(&self, bar: usize) -> Result<&BarDesc> {
         let desc = self.bars.get(bar).ok_or(EINVAL)?;
-        if desc.flags & uapi::BAR_MEM == 0 || self.is_gone() {
+        if !desc.is_mem() || self.is_gone() {
             return Err(ENODEV);
         }
         Ok(desc)
@@ -110,12 +124,16 @@ impl Function {
 
     /// Moves the exports of `bar` to `new`. Each buffer changes state under
     /// its reservation lock; leaving *live*, its importers are told to drop
-    /// their mappings and its fences are waited for, once.
+    /// their mappings and its fences are waited for, once. Making them live
+    /// is refused with `EBUSY` while the function is being reset.
     pub(crate) fn set_state(&self, bar: usize, new: State) -> Result {
         self.memory_bar(bar)?;
         let exports = ExportList::lock(&self.exports);
         if State::from_u8(self.states[bar].load(Ordering::Relaxed)) == State::Gone {
             return Err(ENODEV);
+        }
+        if new == State::Live && self.resetting.load(Ordering::Relaxed) {
+            return Err(EBUSY);
         }
         self.states[bar].store(new as u8, Ordering::Relaxed);
         exports.for_each(|dmabuf, buffer| {
@@ -136,19 +154,32 @@ impl Function {
     }
 
     /// The function is unbound or removed: every export is gone for good.
+    /// Called again (the binding's drop after `unbind`), it does nothing.
     pub(crate) fn remove(&self) {
         self.set_all(State::Gone);
         self.gone.store(true, Ordering::Relaxed);
     }
 
-    /// The function is about to be reset: every export is revoked.
-    pub(crate) fn revoke_all(&self) {
+    /// The function is about to be reset: every export is revoked, and stays
+    /// so at least until [`Function::reset_done`].
+    pub(crate) fn reset_prepare(&self) {
+        {
+            let _exports = ExportList::lock(&self.exports);
+            self.resetting.store(true, Ordering::Relaxed);
+        }
         self.set_all(State::Revoked);
+    }
+
+    /// The reset is over: user space may restore the exports, knowing what
+    /// the reset did to the device's memory.
+    pub(crate) fn reset_done(&self) {
+        let _exports = ExportList::lock(&self.exports);
+        self.resetting.store(false, Ordering::Relaxed);
     }
 
     fn set_all(&self, state: State) {
         for bar in 0..NUM_BARS {
-            if self.bars[bar].flags & uapi::BAR_MEM != 0 {
+            if self.bars[bar].is_mem() {
                 // Fails only once the BAR is gone, which is then final.
                 let _ = self.set_state(bar, state);
             }
@@ -156,7 +187,12 @@ impl Function {
     }
 
     /// Exports `ranges` of `bar` as a new dma-buf and returns its fd.
-    pub(crate) fn export(&self, bar: usize, ranges: &[ByteRange], open_flags: u32) -> Result<i32> {
+    pub(crate) fn export(
+        &self,
+        bar: usize,
+        ranges: &[ByteRange],
+        open_flags: u32,
+    ) -> Result<i32, ExportError> {
         let desc = *self.memory_bar(bar)?;
         let empty = Segment {
             pgoff: 0,
@@ -164,32 +200,18 @@ impl Function {
             pfn: 0,
         };
         let mut segments = KVec::from_elem(empty, ranges.len(), GFP_KERNEL)?;
-        let pages =
-            range::layout(ranges, desc.size, desc.pfn, PAGE_SHIFT as u32, &mut segments)
-                .map_err(request_errno)?;
+        let pages = range::layout(ranges, desc.size, desc.pfn, PAGE_SHIFT as u32, &mut segments)
+            .map_err(ExportError::Request)?;
         let size = usize::try_from(pages << PAGE_SHIFT).map_err(|_| EOVERFLOW)?;
 
         let mut exports = ExportList::lock(&self.exports);
         let state = State::from_u8(self.states[bar].load(Ordering::Relaxed));
         if state == State::Gone {
-            return Err(ENODEV);
+            return Err(ENODEV.into());
         }
         let buffer = Arc::new(Buffer::new(bar, segments, state), GFP_KERNEL)?;
         let dmabuf = exports.export(buffer, size, open_flags)?;
         drop(exports);
-        DmaBuf::into_fd(dmabuf, open_flags)
-    }
-}
-
-#[vtable]
-impl MiscDevice for Function {
-    type Ptr = Arc<Function>;
-
-    fn open(_file: &File, misc: &MiscDeviceRegistration<Self>) -> Result<Arc<Function>> {
-        misc.data().cloned().ok_or(ENODEV)
-    }
-
-    fn ioctl(this: ArcBorrow<'_, Function>, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
-        uapi::ioctl(&this, cmd, arg)
+        Ok(DmaBuf::into_fd(dmabuf, open_flags)?)
     }
 }

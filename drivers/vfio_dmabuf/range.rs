@@ -196,30 +196,54 @@ pub(crate) struct Run {
 /// dma-buf core checks the window against the buffer's size first).
 /// `segments` must tile the buffer as [`layout`] makes them.
 pub(crate) fn runs(segments: &[Segment], pgoff: u64, pages: u64, out: &mut [Run]) -> usize {
+    let max = out.len();
+    for_each_run(segments, pgoff, pages, max, |i, run| out[i] = run)
+}
+
+/// The runs [`runs`] writes, at most `max` of them, handed to `emit` with
+/// their index as each is complete; returns how many.
+pub(crate) fn for_each_run(
+    segments: &[Segment],
+    pgoff: u64,
+    pages: u64,
+    max: usize,
+    mut emit: impl FnMut(usize, Run),
+) -> usize {
     let Some(first) = find(segments, pgoff) else {
         return 0;
     };
+    if max == 0 {
+        return 0;
+    }
     let end = pgoff.saturating_add(pages);
-    let mut written = 0usize;
+    let mut count = 0;
+    let mut current: Option<Run> = None;
     for segment in &segments[first..] {
         if segment.pgoff >= end {
             break;
         }
         let start = segment.pgoff.max(pgoff);
         let stop = (segment.pgoff + segment.pages).min(end);
-        let pfn = segment.pfn + (start - segment.pgoff);
-        let len = stop - start;
-        if let Some(last) = written.checked_sub(1).and_then(|i| out.get_mut(i)) {
-            if last.pfn.checked_add(last.pages) == Some(pfn) {
-                last.pages += len;
-                continue;
-            }
-        }
-        let Some(slot) = out.get_mut(written) else {
-            break;
+        let piece = Run {
+            pfn: segment.pfn + (start - segment.pgoff),
+            pages: stop - start,
         };
-        *slot = Run { pfn, pages: len };
-        written += 1;
+        match current.as_mut() {
+            Some(run) if run.pfn.checked_add(run.pages) == Some(piece.pfn) => run.pages += piece.pages,
+            Some(run) => {
+                emit(count, *run);
+                count += 1;
+                if count == max {
+                    return count;
+                }
+                current = Some(piece);
+            }
+            None => current = Some(piece),
+        }
     }
-    written
+    if let Some(run) = current {
+        emit(count, run);
+        count += 1;
+    }
+    count
 }

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! vfio_dmabuf: slices of a PCI function's memory BARs as dma-bufs that carry
-//! page frames only, exported through a VFIO-style ioctl interface
-//! (`include/uapi/linux/vfio_dmabuf.h`).
+//! page frames, exported through a VFIO-style ioctl interface
+//! (`include/uapi/linux/vfio_dmabuf.h`), which also answers VFIO's own
+//! requests for BAR information and dma-bufs.
 
 mod buffer;
+mod chardev;
 mod driver;
 mod function;
 mod range;

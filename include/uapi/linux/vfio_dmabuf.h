@@ -26,8 +26,40 @@
  * ``/dev/vfio-dmabuf/<domain:bus:device.function>`` (for instance
  * ``/dev/vfio-dmabuf/0000:00:03.0``). Its ioctls describe the function's BARs
  * and export slices of its memory BARs as dma-bufs. Such a dma-buf has no
- * scatterlist: an importer in the kernel asks for the page frame behind each
- * page of the buffer with dma_buf_get_pfn_unlocked().
+ * scatterlist: an importer in the kernel asks for the page frames behind the
+ * buffer with dma_buf_get_pfn() or dma_buf_get_phys_vec().
+ *
+ * VFIO's requests: the character device also answers, with the structures of
+ * <linux/vfio.h> unchanged, the requests VFIO user space already makes of a
+ * vfio-pci device to find its BARs and export them, so that one program
+ * exports from either driver with the same bytes:
+ *
+ * - %VFIO_DEVICE_GET_INFO: &vfio_device_info.flags is %VFIO_DEVICE_FLAGS_PCI;
+ *   num_regions is %VFIO_PCI_ROM_REGION_INDEX (the six BARs are the only
+ *   regions); num_irqs is 0.
+ * - %VFIO_DEVICE_GET_REGION_INFO for a BAR index: size is the BAR's size
+ *   (0 when absent), offset is VFIO_PCI_INDEX_TO_OFFSET() of the index, and
+ *   flags is 0, since the BARs are not read, written or mapped through this
+ *   device, only exported. Other indices fail with ``EINVAL``.
+ * - %VFIO_DEVICE_FEATURE with %VFIO_DEVICE_FEATURE_DMA_BUF: with
+ *   %VFIO_DEVICE_FEATURE_GET, &struct vfio_device_feature_dma_buf exports its
+ *   ranges of BAR region_index, as %VFIO_DMABUF_EXPORT does, and returns the
+ *   dma-buf file descriptor; with %VFIO_DEVICE_FEATURE_PROBE (and optionally
+ *   GET) it succeeds; with %VFIO_DEVICE_FEATURE_SET it fails with ``EINVAL``,
+ *   as with vfio-pci. Other features fail with ``ENOTTY``. The errors are
+ *   vfio-pci's: ``EINVAL`` for unknown feature flags, GET with SET, an
+ *   argument too short for the request, a zero nr_ranges, a non-zero flags,
+ *   and the range errors of %VFIO_DMABUF_EXPORT (and ``E2BIG`` for more than
+ *   %VFIO_DMABUF_MAX_RANGES ranges, a limit vfio-pci does not have);
+ *   ``ENODEV`` for a region_index that is not a BAR
+ *   (%VFIO_PCI_ROM_REGION_INDEX or above) or is an absent BAR; ``EINVAL`` for
+ *   an I/O BAR. As in vfio-pci, the ranges follow the structure and argsz
+ *   need not cover them.
+ *
+ * %VFIO_DMABUF_REVOKE and %VFIO_DMABUF_RESTORE are this driver's addition to
+ * VFIO's shape: vfio-pci revokes its dma-bufs when user space turns memory
+ * decoding off in the configuration space, which this driver does not give
+ * user space; it offers the two transitions as ioctls instead.
  *
  * Access: whoever can open the character device may export any memory BAR of
  * the function and revoke its exports, so the device's permissions are the
@@ -44,7 +76,9 @@
  * the structure the kernel knows, the bytes past it must be zero, else the
  * ioctl fails with ``E2BIG`` (as copy_struct_from_user() does), so that a
  * newer user space learns which extensions an older kernel lacks. An ioctl
- * number the device does not know fails with ``ENOTTY``.
+ * number the device does not know fails with ``ENOTTY``. The request numbers
+ * are _IO() numbers, as VFIO's are, so that they stay the same when a
+ * structure grows.
  *
  * States of a BAR's exports: a memory BAR's exports are in one of three
  * states, and every dma-buf exported from the BAR shares that state.
@@ -53,7 +87,8 @@
  * - *revoked*: temporary. Entered through %VFIO_DMABUF_REVOKE, and for every
  *   BAR of the function before a function reset (such as one requested
  *   through the device's sysfs ``reset`` attribute); left only through
- *   %VFIO_DMABUF_RESTORE, which makes the exports live again.
+ *   %VFIO_DMABUF_RESTORE, which makes the exports live again, and which is
+ *   refused with ``EBUSY`` while a reset is under way.
  * - *gone*: permanent. Entered when the driver unbinds from the function,
  *   when the function is removed (hot-unplug) and when the module unloads.
  *
@@ -69,9 +104,9 @@
  */
 
 /*
- * ioctl magic: 0xDB, for "dma-buf". Neither ioctl-number.rst nor any _IO*()
- * definition in the tree uses it, unlike VFIO's ';' or dma-buf's 'b'. The
- * driver takes sequence numbers 0x00-0x0F.
+ * ioctl magic: 0xDB, for "dma-buf", reserved for this driver in
+ * Documentation/userspace-api/ioctl/ioctl-number.rst, sequence numbers
+ * 0x00-0x0F.
  */
 #define VFIO_DMABUF_TYPE		0xDB
 
@@ -139,7 +174,7 @@ struct vfio_dmabuf_info {
 };
 
 /**
- * VFIO_DMABUF_INFO - _IOWR(0xDB, 0x00, struct vfio_dmabuf_info)
+ * VFIO_DMABUF_INFO - _IO(0xDB, 0x00), with struct vfio_dmabuf_info
  *
  * Describe the BARs of the function behind the character device: for each
  * BAR its index, size and kind. See &struct vfio_dmabuf_info.
@@ -156,7 +191,7 @@ struct vfio_dmabuf_info {
  * * %-ENODEV - the function is gone (unbound or removed)
  * * %-EFAULT - the argument is not at a valid user address
  */
-#define VFIO_DMABUF_INFO	_IOWR(VFIO_DMABUF_TYPE, 0x00, struct vfio_dmabuf_info)
+#define VFIO_DMABUF_INFO	_IO(VFIO_DMABUF_TYPE, 0x00)
 
 /**
  * struct vfio_dmabuf_range - a slice of a BAR
@@ -188,7 +223,8 @@ struct vfio_dmabuf_range {
  * @ranges: the slices of the BAR that make up the buffer
  *
  * This is the request of VFIO's %VFIO_DEVICE_FEATURE_DMA_BUF, with the
- * region index counting BARs only and the header made extensible.
+ * region index counting BARs only and the header made extensible; the device
+ * accepts VFIO's own request as well (see above).
  *
  * The buffer is the concatenation of @ranges in array order: its size is the
  * sum of their lengths, and its page p lies in the range that covers byte
@@ -206,7 +242,7 @@ struct vfio_dmabuf_export {
 };
 
 /**
- * VFIO_DMABUF_EXPORT - _IOW(0xDB, 0x01, struct vfio_dmabuf_export)
+ * VFIO_DMABUF_EXPORT - _IO(0xDB, 0x01), with struct vfio_dmabuf_export
  *
  * Export slices of a memory BAR as a new dma-buf carrying page frame numbers
  * only, and return a file descriptor for it. See &struct vfio_dmabuf_export.
@@ -237,7 +273,7 @@ struct vfio_dmabuf_export {
  * * %-ENOMEM - the kernel is out of memory
  * * %-EMFILE - the process has no free file descriptor
  */
-#define VFIO_DMABUF_EXPORT	_IOW(VFIO_DMABUF_TYPE, 0x01, struct vfio_dmabuf_export)
+#define VFIO_DMABUF_EXPORT	_IO(VFIO_DMABUF_TYPE, 0x01)
 
 /**
  * struct vfio_dmabuf_revoke - argument of %VFIO_DMABUF_REVOKE and
@@ -257,7 +293,7 @@ struct vfio_dmabuf_revoke {
 };
 
 /**
- * VFIO_DMABUF_REVOKE - _IOW(0xDB, 0x02, struct vfio_dmabuf_revoke)
+ * VFIO_DMABUF_REVOKE - _IO(0xDB, 0x02), with struct vfio_dmabuf_revoke
  *
  * Revoke every dma-buf exported from a BAR, and those exported from it
  * until %VFIO_DMABUF_RESTORE. When the ioctl returns, every importer of
@@ -279,14 +315,16 @@ struct vfio_dmabuf_revoke {
  *   (unbound or removed)
  * * %-EFAULT - the argument is not at a valid user address
  */
-#define VFIO_DMABUF_REVOKE	_IOW(VFIO_DMABUF_TYPE, 0x02, struct vfio_dmabuf_revoke)
+#define VFIO_DMABUF_REVOKE	_IO(VFIO_DMABUF_TYPE, 0x02)
 
 /**
- * VFIO_DMABUF_RESTORE - _IOW(0xDB, 0x03, struct vfio_dmabuf_revoke)
+ * VFIO_DMABUF_RESTORE - _IO(0xDB, 0x03), with struct vfio_dmabuf_revoke
  *
  * Make every dma-buf exported from a BAR live again after %VFIO_DMABUF_REVOKE
  * or a function reset. Importers query the page frames again; they are those
  * of the same BAR slices. Restoring a live BAR does nothing and succeeds.
+ * While the function is being reset its BARs do not decode, so its exports
+ * stay revoked until the reset is over.
  *
  * As with every ioctl(2), an error -E is seen in user space as -1 with
  * errno set to E.
@@ -300,8 +338,9 @@ struct vfio_dmabuf_revoke {
  *   zero
  * * %-ENODEV - the BAR is absent or an I/O BAR, or the function is gone
  *   (unbound or removed); a gone BAR's exports are never live again
+ * * %-EBUSY - the function is being reset; try again once the reset is over
  * * %-EFAULT - the argument is not at a valid user address
  */
-#define VFIO_DMABUF_RESTORE	_IOW(VFIO_DMABUF_TYPE, 0x03, struct vfio_dmabuf_revoke)
+#define VFIO_DMABUF_RESTORE	_IO(VFIO_DMABUF_TYPE, 0x03)
 
 #endif /* _UAPI_LINUX_VFIO_DMABUF_H */
