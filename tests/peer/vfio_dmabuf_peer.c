@@ -7,7 +7,7 @@
  * peer2peer, dma_buf_map_attachment() under the reservation lock, and a
  * walk of the scatterlist's DMA addresses; its invalidate_mappings callback
  * unmaps, so vfio-pci's revoke can finish. `make bench` compares that path
- * with get_pfn. The uAPI is in include/uapi/linux/vfio_dmabuf_importer.h.
+ * with get_pfn. Its interface is in tests/importer/vfio_dmabuf_importer.h.
  *
  * This one is C: the Rust dma-buf abstractions of this project cover page
  * frame importers only, and scatterlist-mapped attachments would need an
@@ -24,7 +24,7 @@
 #include <linux/scatterlist.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
-#include <uapi/linux/vfio_dmabuf_importer.h>
+#include "../importer/vfio_dmabuf_importer.h"
 
 MODULE_IMPORT_NS("DMA_BUF");
 

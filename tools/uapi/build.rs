@@ -2,11 +2,11 @@
 
 //! Generates the bindings of the exporter's uAPI
 //! (`include/uapi/linux/vfio_dmabuf.h`) and the test importer's
-//! (`include/uapi/linux/vfio_dmabuf_importer.h`), so the structures are
+//! (`tests/importer/vfio_dmabuf_importer.h`), so the structures are
 //! written once, in the headers: bindgen generates the structures and
 //! constants; a small C program (`ioctls.c`), compiled against the same
-//! headers, prints the ioctl request numbers, whose `_IOW()`/`_IOWR()`
-//! macros bindgen cannot evaluate.
+//! headers, prints the ioctl request numbers, whose `_IO()` macros bindgen
+//! cannot evaluate.
 //!
 //! bindgen loads libclang at run time from `LIBCLANG_PATH`; when that is
 //! unset, Debian's LLVM 19 (`/usr/lib/llvm-19/lib`, which `make setup`
@@ -20,7 +20,8 @@ fn main() {
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
     let uapi_dir = uapi_dir(&manifest_dir);
     let exporter = uapi_dir.join("linux/vfio_dmabuf.h");
-    let importer = uapi_dir.join("linux/vfio_dmabuf_importer.h");
+    let importer_dir = manifest_dir.join("../../tests/importer");
+    let importer = importer_dir.join("vfio_dmabuf_importer.h");
     let ioctls_c = manifest_dir.join("ioctls.c");
 
     rerun_if_changed(&[&exporter, &importer, &ioctls_c]);
@@ -31,7 +32,7 @@ fn main() {
     // compiler's (`from_c`), which tests/guest uses and the tests compare
     // with those, exist only when the program can run here, i.e. when not
     // cross-compiling (`cfg(ioctls_from_c)` unset otherwise).
-    if ioctls_from_c(&ioctls_c, &uapi_dir, &out_dir).is_some() {
+    if ioctls_from_c(&ioctls_c, &[&uapi_dir, &importer_dir], &out_dir).is_some() {
         println!("cargo::rustc-cfg=ioctls_from_c");
     } else {
         println!(
@@ -72,10 +73,15 @@ fn bindings(headers: &[&std::path::Path], uapi_dir: &std::path::Path, out: &std:
     for header in headers {
         builder = builder.header(header.to_string_lossy());
     }
+    // VFIO's own structures, from the installed headers: the exporter also
+    // answers VFIO_DEVICE_GET_INFO and VFIO_DEVICE_GET_REGION_INFO.
+    builder = builder.header_contents("vfio-requests.h", "#include <linux/vfio.h>\n");
     let bindings = builder
         .clang_arg(format!("-I{}", uapi_dir.display()))
         .allowlist_type("vfio_dmabuf_.*")
         .allowlist_var("VFIO_DMABUF_.*")
+        .allowlist_type("vfio_(device|region)_info")
+        .allowlist_var("VFIO_(TYPE|BASE|DEVICE_FLAGS_PCI|PCI_.*_REGION_INDEX)")
         .layout_tests(true)
         .derive_default(true)
         .derive_debug(true)
@@ -97,7 +103,7 @@ fn bindings(headers: &[&std::path::Path], uapi_dir: &std::path::Path, out: &std:
 /// `None` when cross-compiling: the program cannot run here.
 fn ioctls_from_c(
     source: &std::path::Path,
-    uapi_dir: &std::path::Path,
+    include_dirs: &[&std::path::Path],
     out_dir: &std::path::Path,
 ) -> Option<std::path::PathBuf> {
     if std::env::var("HOST").ok() != std::env::var("TARGET").ok() {
@@ -106,7 +112,7 @@ fn ioctls_from_c(
     let cc = std::env::var_os("CC").unwrap_or_else(|| "cc".into());
     let exe = out_dir.join("ioctls");
     let status = std::process::Command::new(&cc)
-        .arg(format!("-I{}", uapi_dir.display()))
+        .args(include_dirs.iter().map(|dir| format!("-I{}", dir.display())))
         .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-o"])
         .arg(&exe)
         .arg(source)

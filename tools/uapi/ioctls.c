@@ -1,14 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Prints the ioctl request numbers of the exporter's and the test importer's
- * uAPI as Rust constants, as the C compiler computes them from the headers'
- * _IOW() and _IOWR() macros, which bindgen cannot evaluate. build.rs runs
+ * uAPI, and of the VFIO requests the exporter also answers, as Rust
+ * constants, as the C compiler computes them from the headers' _IO() macros,
+ * which bindgen cannot evaluate. build.rs runs
  * it; tests/guest uses these numbers and no others, tools/vfio-dmabuf
  * compares them with its own.
  */
 #include <stdio.h>
+#include <linux/vfio.h>
 #include <linux/vfio_dmabuf.h>
-#include <linux/vfio_dmabuf_importer.h>
+#include "vfio_dmabuf_importer.h"
 
 #define PRINT_AS(name, value) \
 	printf("pub const %s: u32 = %#x;\n", name, (unsigned int)(value))
@@ -25,7 +27,10 @@ int main(void)
 	 * argument, but not one of its ioctls.
 	 */
 	PRINT_AS("VFIO_DMABUF_UNDEFINED",
-		 _IOWR(VFIO_DMABUF_TYPE, 0x0F, struct vfio_dmabuf_info));
+		 _IO(VFIO_DMABUF_TYPE, 0x0F));
+	PRINT(VFIO_DEVICE_GET_INFO);
+	PRINT(VFIO_DEVICE_GET_REGION_INFO);
+	PRINT(VFIO_DEVICE_FEATURE);
 	PRINT(VFIO_DMABUF_IMP_IMPORT);
 	PRINT(VFIO_DMABUF_IMP_WALK);
 	PRINT(VFIO_DMABUF_IMP_GET_PFN);

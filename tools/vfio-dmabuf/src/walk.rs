@@ -292,6 +292,7 @@ mod tests {
         uapi::vfio_dmabuf_imp_segment {
             pgoff,
             pfn,
+            pages: 1 << order,
             order,
             __reserved: 0,
         }

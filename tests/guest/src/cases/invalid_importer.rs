@@ -305,15 +305,15 @@ pub(super) const CASES: &[(&str, Run)] = &[
         "importer: WALK with an unknown flag fails with EINVAL",
         |ctx| {
             let (importer, _dmabuf) = imported(ctx)?;
-            refused("WALK with flag 2", importer.walk(2, 1), libc::EINVAL)
+            refused("WALK with flag 4", importer.walk(4, 1), libc::EINVAL)
         },
     ),
     (
-        "importer: WALK with __reserved set fails with EINVAL",
+        "importer: WALK with a capacity but not by runs fails with EINVAL",
         |ctx| {
             let (importer, _dmabuf) = imported(ctx)?;
             let mut arg = walk_arg(0, 0);
-            arg.__reserved = 1;
+            arg.capacity = 1;
             refused_with(
                 "WALK",
                 importer.fd(),

@@ -1,23 +1,31 @@
 /* SPDX-License-Identifier: GPL-2.0 WITH Linux-syscall-note */
 /*
- * vfio_dmabuf_importer: a test importer of page-frame-only dma-bufs. It
- * attaches dynamically without a device, walks a buffer with
- * dma_buf_get_pfn_unlocked(), keeps the table it built and drops it when the
- * exporter invalidates the attachment. It maps the buffer's page frames into
- * user space and zaps those mappings on invalidation.
+ * vfio_dmabuf_importer: a test importer of page frame dma-bufs. It attaches
+ * dynamically without a device, walks a buffer with dma_buf_get_pfn_unlocked()
+ * or dma_buf_get_phys_vec_unlocked(), keeps the table it built and drops it
+ * when the exporter invalidates the attachment. It maps the buffer's page
+ * frames into user space and zaps those mappings on invalidation.
+ *
+ * This is the interface of the project's test modules (tests/importer and
+ * tests/peer), which hand raw page frames and DMA addresses to user space:
+ * it is not a kernel uAPI and is not installed with the kernel's headers.
  */
-#ifndef _UAPI_LINUX_VFIO_DMABUF_IMPORTER_H
-#define _UAPI_LINUX_VFIO_DMABUF_IMPORTER_H
+#ifndef _VFIO_DMABUF_IMPORTER_H
+#define _VFIO_DMABUF_IMPORTER_H
 
 #include <linux/ioctl.h>
 #include <linux/types.h>
+
+/* The exporter's ioctl magic, which the test modules share. */
+#define VFIO_DMABUF_IMP_TYPE	0xDB
 
 /**
  * DOC: vfio_dmabuf_importer uAPI
  *
  * The module creates ``/dev/vfio-dmabuf-importer``. Each open file imports
  * at most one dma-buf at a time; closing the file detaches it. The ioctls
- * share the exporter's magic (0xDB) with sequence numbers 0x10-0x1F. Every
+ * share the exporter's magic (0xDB) with sequence numbers 0x10-0x1F, as
+ * _IO() numbers like the exporter's. Every
  * argument begins with ``argsz`` and ``flags``, with the exporter's rules:
  * ``EINVAL`` for a short ``argsz``, unknown flags or non-zero reserved
  * fields, ``E2BIG`` for non-zero bytes past the structure.
@@ -54,7 +62,7 @@ struct vfio_dmabuf_imp_import {
 };
 
 /**
- * VFIO_DMABUF_IMP_IMPORT - _IOWR(0xDB, 0x10, struct vfio_dmabuf_imp_import)
+ * VFIO_DMABUF_IMP_IMPORT - _IO(VFIO_DMABUF_IMP_TYPE, 0x10)
  *
  * Attach to the dma-buf @fd, dropping any previous import of this file.
  *
@@ -62,60 +70,77 @@ struct vfio_dmabuf_imp_import {
  * one of a mappable (scatterlist) exporter; -ENODEV if the exporter's memory
  * is not live; -EOPNOTSUPP if the exporter refuses the importer.
  */
-#define VFIO_DMABUF_IMP_IMPORT	_IOWR(0xDB, 0x10, struct vfio_dmabuf_imp_import)
+#define VFIO_DMABUF_IMP_IMPORT	_IO(VFIO_DMABUF_IMP_TYPE, 0x10)
 
 /**
  * struct vfio_dmabuf_imp_segment - one entry of the importer's table
- * @pgoff: first buffer page of the block
+ * @pgoff: first buffer page of the entry
  * @pfn: page frame behind @pgoff
- * @order: the block is 2^@order pages, aligned to that size in both the
- *	buffer and the page frames
+ * @pages: length of the entry in pages: 2^@order for a block, the run's
+ *	length for a run
+ * @order: for a block (a walk by max_order or page by page), the block is
+ *	2^@order pages, aligned to that size in both the buffer and the page
+ *	frames; 0 for a run
  * @__reserved: 0
  */
 struct vfio_dmabuf_imp_segment {
 	__u64 pgoff;
 	__u64 pfn;
+	__u64 pages;
 	__u32 order;
 	__u32 __reserved;
 };
 
 /* Walk page by page, ignoring max_order (what an order-0 exporter forces). */
 #define VFIO_DMABUF_IMP_WALK_PAGES	(1U << 0)
+/*
+ * Walk by runs: dma_buf_get_phys_vec_unlocked(), @capacity runs a call, and
+ * keep the maximal physically contiguous runs as the table.
+ */
+#define VFIO_DMABUF_IMP_WALK_RUNS	(1U << 1)
 
 /**
  * struct vfio_dmabuf_imp_walk - argument of %VFIO_DMABUF_IMP_WALK
  * @argsz: sizeof(struct vfio_dmabuf_imp_walk)
- * @flags: 0 or %VFIO_DMABUF_IMP_WALK_PAGES
+ * @flags: 0, %VFIO_DMABUF_IMP_WALK_PAGES or %VFIO_DMABUF_IMP_WALK_RUNS
  * @nr_segments: in: room at @segments; out: entries in the table (may be
  *	more than the room, of which the first are written)
- * @__reserved: must be 0
+ * @capacity: with %VFIO_DMABUF_IMP_WALK_RUNS, the runs one call may return,
+ *	1 to 4096; otherwise must be 0
  * @segments: user address of an array of &struct vfio_dmabuf_imp_segment,
  *	or 0
- * @calls: set by the kernel: dma_buf_get_pfn_unlocked() calls made
+ * @calls: set by the kernel: dma_buf_get_pfn_unlocked() or
+ *	dma_buf_get_phys_vec_unlocked() calls made
  * @nanoseconds: set by the kernel: time the walk took
  */
 struct vfio_dmabuf_imp_walk {
 	__u32 argsz;
 	__u32 flags;
 	__u32 nr_segments;
-	__u32 __reserved;
+	__u32 capacity;
 	__u64 segments;
 	__u64 calls;
 	__u64 nanoseconds;
 };
 
 /**
- * VFIO_DMABUF_IMP_WALK - _IOWR(0xDB, 0x11, struct vfio_dmabuf_imp_walk)
+ * VFIO_DMABUF_IMP_WALK - _IO(VFIO_DMABUF_IMP_TYPE, 0x11)
  *
  * Build the table of the imported buffer from scratch, by one
  * dma_buf_get_pfn_unlocked() call per block (stepping by 2^max_order pages)
- * or per page, and keep it until the exporter invalidates the attachment.
+ * or per page, or by dma_buf_get_phys_vec_unlocked() calls of @capacity runs
+ * each, and keep it until the exporter invalidates the attachment.
+ *
+ * The walk follows the pattern the dma-buf documentation gives for answers
+ * that can be stale at once: it reads its invalidation count under the
+ * reservation lock before the first call, and keeps the table only if the
+ * count has not moved when it takes the lock again to install it.
  *
  * Return: 0; -ENOENT if nothing is imported; -EAGAIN if the exporter
  * invalidated the attachment during the walk; the exporter's error (-ENODEV
  * while revoked or gone); -EFAULT.
  */
-#define VFIO_DMABUF_IMP_WALK	_IOWR(0xDB, 0x11, struct vfio_dmabuf_imp_walk)
+#define VFIO_DMABUF_IMP_WALK	_IO(VFIO_DMABUF_IMP_TYPE, 0x11)
 
 /**
  * struct vfio_dmabuf_imp_pfn - argument of %VFIO_DMABUF_IMP_GET_PFN
@@ -136,14 +161,14 @@ struct vfio_dmabuf_imp_pfn {
 };
 
 /**
- * VFIO_DMABUF_IMP_GET_PFN - _IOWR(0xDB, 0x12, struct vfio_dmabuf_imp_pfn)
+ * VFIO_DMABUF_IMP_GET_PFN - _IO(VFIO_DMABUF_IMP_TYPE, 0x12)
  *
  * One dma_buf_get_pfn_unlocked() call.
  *
  * Return: 0; -ENOENT if nothing is imported; -ERANGE past the end of the
  * buffer; the exporter's error.
  */
-#define VFIO_DMABUF_IMP_GET_PFN	_IOWR(0xDB, 0x12, struct vfio_dmabuf_imp_pfn)
+#define VFIO_DMABUF_IMP_GET_PFN	_IO(VFIO_DMABUF_IMP_TYPE, 0x12)
 
 /**
  * struct vfio_dmabuf_imp_counters - argument of %VFIO_DMABUF_IMP_COUNTERS
@@ -171,44 +196,57 @@ struct vfio_dmabuf_imp_counters {
 };
 
 /**
- * VFIO_DMABUF_IMP_COUNTERS - _IOWR(0xDB, 0x13, struct vfio_dmabuf_imp_counters)
+ * VFIO_DMABUF_IMP_COUNTERS - _IO(VFIO_DMABUF_IMP_TYPE, 0x13)
  *
  * Return: 0; -ENOENT if nothing is imported.
  */
-#define VFIO_DMABUF_IMP_COUNTERS _IOWR(0xDB, 0x13, struct vfio_dmabuf_imp_counters)
+#define VFIO_DMABUF_IMP_COUNTERS _IO(VFIO_DMABUF_IMP_TYPE, 0x13)
+
+/* The most runs one %VFIO_DMABUF_IMP_WALK_RUNS call or benchmark may ask for. */
+#define VFIO_DMABUF_IMP_MAX_CAPACITY	4096
 
 /**
  * struct vfio_dmabuf_imp_bench - argument of %VFIO_DMABUF_IMP_BENCH
  * @argsz: sizeof(struct vfio_dmabuf_imp_bench)
  * @flags: must be 0
- * @pgoff: in: the buffer page asked for
+ * @pgoff: in: the buffer page asked for by get_pfn
  * @loops: in: how many of each, 1 to 2^24
- * @__reserved: must be 0
+ * @capacity: in: the runs a range call may return, 0 (no range call) to
+ *	%VFIO_DMABUF_IMP_MAX_CAPACITY
  * @get_pfn_ns: set by the kernel: time of @loops dma_buf_get_pfn_unlocked()
  *	calls for @pgoff, back to back
  * @lock_ns: set by the kernel: time of @loops uncontended lock/unlock pairs
  *	of the buffer's reservation lock, the floor of a get_pfn call
+ * @phys_vec_ns: set by the kernel: time of @loops
+ *	dma_buf_get_phys_vec_unlocked() calls for the whole buffer from page 0
+ *	with room for @capacity runs (0 if @capacity is 0)
+ * @runs: set by the kernel: the runs each of those calls returned
+ * @__reserved: 0
  */
 struct vfio_dmabuf_imp_bench {
 	__u32 argsz;
 	__u32 flags;
 	__u64 pgoff;
 	__u32 loops;
-	__u32 __reserved;
+	__u32 capacity;
 	__u64 get_pfn_ns;
 	__u64 lock_ns;
+	__u64 phys_vec_ns;
+	__u32 runs;
+	__u32 __reserved;
 };
 
 /**
- * VFIO_DMABUF_IMP_BENCH - _IOWR(0xDB, 0x14, struct vfio_dmabuf_imp_bench)
+ * VFIO_DMABUF_IMP_BENCH - _IO(VFIO_DMABUF_IMP_TYPE, 0x14)
  *
- * Times get_pfn calls and reservation lock/unlock pairs in the kernel, for
- * benchmarks.
+ * Times get_pfn calls, range calls and reservation lock/unlock pairs in the
+ * kernel, for benchmarks.
  *
- * Return: 0; -ENOENT if nothing is imported; -EINVAL for @loops out of
- * range; -ERANGE past the end of the buffer; the exporter's error.
+ * Return: 0; -ENOENT if nothing is imported; -EINVAL for @loops or
+ * @capacity out of range; -ERANGE past the end of the buffer; the
+ * exporter's error.
  */
-#define VFIO_DMABUF_IMP_BENCH	_IOWR(0xDB, 0x14, struct vfio_dmabuf_imp_bench)
+#define VFIO_DMABUF_IMP_BENCH	_IO(VFIO_DMABUF_IMP_TYPE, 0x14)
 
 /**
  * DOC: vfio_dmabuf_peer uAPI
@@ -246,7 +284,7 @@ struct vfio_dmabuf_peer_attach {
 };
 
 /**
- * VFIO_DMABUF_PEER_ATTACH - _IOWR(0xDB, 0x20, struct vfio_dmabuf_peer_attach)
+ * VFIO_DMABUF_PEER_ATTACH - _IO(VFIO_DMABUF_IMP_TYPE, 0x20)
  *
  * Drop this file's attachments, then attach @count times to @fd for
  * @client, and map each one.
@@ -254,17 +292,17 @@ struct vfio_dmabuf_peer_attach {
  * Return: 0; -EBADF, -EINVAL for a file that is not a dma-buf; -ENODEV if
  * no PCI function is at @client; the exporter's error from attach or map.
  */
-#define VFIO_DMABUF_PEER_ATTACH	_IOWR(0xDB, 0x20, struct vfio_dmabuf_peer_attach)
+#define VFIO_DMABUF_PEER_ATTACH	_IO(VFIO_DMABUF_IMP_TYPE, 0x20)
 
 /**
- * VFIO_DMABUF_PEER_REMAP - _IO(0xDB, 0x21)
+ * VFIO_DMABUF_PEER_REMAP - _IO(VFIO_DMABUF_IMP_TYPE, 0x21)
  *
  * Map again every attachment of this file that an invalidation unmapped.
  *
  * Return: how many were mapped; -ENOENT with no attachments; the
  * exporter's error.
  */
-#define VFIO_DMABUF_PEER_REMAP	_IO(0xDB, 0x21)
+#define VFIO_DMABUF_PEER_REMAP	_IO(VFIO_DMABUF_IMP_TYPE, 0x21)
 
 /*
  * VFIO_DMABUF_PEER_WALK_BLOCKS: build the table an IOMMU page-table builder
@@ -297,7 +335,7 @@ struct vfio_dmabuf_peer_walk {
 };
 
 /**
- * VFIO_DMABUF_PEER_WALK - _IOWR(0xDB, 0x22, struct vfio_dmabuf_peer_walk)
+ * VFIO_DMABUF_PEER_WALK - _IO(VFIO_DMABUF_IMP_TYPE, 0x22)
  *
  * Learn the buffer's layout as a scatterlist importer does: with the
  * reservation lock held, dma_buf_map_attachment() on the first attachment,
@@ -306,7 +344,7 @@ struct vfio_dmabuf_peer_walk {
  *
  * Return: 0; -ENOENT with no attachments; the exporter's error.
  */
-#define VFIO_DMABUF_PEER_WALK	_IOWR(0xDB, 0x22, struct vfio_dmabuf_peer_walk)
+#define VFIO_DMABUF_PEER_WALK	_IO(VFIO_DMABUF_IMP_TYPE, 0x22)
 
 /**
  * struct vfio_dmabuf_peer_bench - argument of %VFIO_DMABUF_PEER_BENCH
@@ -328,14 +366,14 @@ struct vfio_dmabuf_peer_bench {
 };
 
 /**
- * VFIO_DMABUF_PEER_BENCH - _IOWR(0xDB, 0x23, struct vfio_dmabuf_peer_bench)
+ * VFIO_DMABUF_PEER_BENCH - _IO(VFIO_DMABUF_IMP_TYPE, 0x23)
  *
  * Times map/unmap pairs and reservation lock/unlock pairs in the kernel.
  *
  * Return: 0; -ENOENT with no attachments; -EINVAL for @loops out of range;
  * the exporter's error.
  */
-#define VFIO_DMABUF_PEER_BENCH	_IOWR(0xDB, 0x23, struct vfio_dmabuf_peer_bench)
+#define VFIO_DMABUF_PEER_BENCH	_IO(VFIO_DMABUF_IMP_TYPE, 0x23)
 
 /**
  * struct vfio_dmabuf_peer_span - argument of %VFIO_DMABUF_PEER_SPAN
@@ -352,13 +390,13 @@ struct vfio_dmabuf_peer_span {
 };
 
 /**
- * VFIO_DMABUF_PEER_SPAN - _IOR(0xDB, 0x24, struct vfio_dmabuf_peer_span)
+ * VFIO_DMABUF_PEER_SPAN - _IO(VFIO_DMABUF_IMP_TYPE, 0x24)
  *
  * Read, and start again, the span of this file's invalidations: how long
  * the exporter's dma_buf_invalidate_mappings() took over its attachments.
  *
  * Return: 0; -ENOENT with no attachments.
  */
-#define VFIO_DMABUF_PEER_SPAN	_IOR(0xDB, 0x24, struct vfio_dmabuf_peer_span)
+#define VFIO_DMABUF_PEER_SPAN	_IO(VFIO_DMABUF_IMP_TYPE, 0x24)
 
-#endif /* _UAPI_LINUX_VFIO_DMABUF_IMPORTER_H */
+#endif /* _VFIO_DMABUF_IMPORTER_H */
