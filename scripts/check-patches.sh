@@ -57,13 +57,24 @@ for f in "$REPO"/tests/peer/*.c; do
 		status=1
 	fi
 done
-for f in "$REPO"/include/uapi/linux/*.h; do
+for f in "$REPO"/include/uapi/linux/*.h "$REPO"/tests/importer/*.h; do
 	[ -f "$f" ] || continue
 	if out=$("$src/scripts/kernel-doc" -none -Wall "$f" 2>&1) && [ -z "$out" ]; then
 		echo "kernel-doc: ok   ${f#"$REPO"/}"
 	else
 		echo "kernel-doc: FAIL ${f#"$REPO"/}"
 		echo "$out" | sed 's/^/    /'
+		status=1
+	fi
+done
+# The uAPI header the series puts in the tree is the repository's, byte for
+# byte: one description of the interface.
+for f in "$REPO"/include/uapi/linux/*.h; do
+	rel=${f#"$REPO"/}
+	if cmp -s "$f" "$src/$rel"; then
+		echo "series:     ok   $rel is the tree's"
+	else
+		echo "series:     FAIL $rel differs from the one the series adds"
 		status=1
 	fi
 done

@@ -10,6 +10,7 @@ use core::sync::atomic::{
     Ordering, //
 };
 use kernel::{
+    alloc::AllocError,
     dma_buf::{
         DmaBuf,
         ExportList, //
@@ -68,6 +69,12 @@ pub(crate) enum ExportError {
 impl From<Error> for ExportError {
     fn from(e: Error) -> Self {
         Self::Other(e)
+    }
+}
+
+impl From<AllocError> for ExportError {
+    fn from(e: AllocError) -> Self {
+        Self::Other(e.into())
     }
 }
 

@@ -185,23 +185,17 @@ pub(crate) struct Run {
     pub(crate) pages: u64,
 }
 
-/// Writes into `out` the maximal physically contiguous runs that cover
-/// buffer pages `[pgoff, pgoff + pages)`, in buffer order, and returns how
-/// many it wrote. Segments whose frames follow on from each other merge into
-/// one run; a run is cut only where the window ends. When `out` is full
-/// before the window is covered, the runs written cover a prefix of it, and
-/// the caller asks again from the page after them.
+/// Hands `emit` the maximal physically contiguous runs that cover buffer
+/// pages `[pgoff, pgoff + pages)`, in buffer order, each with its index as
+/// soon as it is complete, at most `max` of them, and returns how many.
+/// Segments whose frames follow on from each other merge into one run; a run
+/// is cut only where the window ends. When `max` runs do not cover the
+/// window, they cover a prefix of it, and the caller asks again from the
+/// page after them.
 ///
 /// Pages of the window past the end of the buffer are not covered (the
 /// dma-buf core checks the window against the buffer's size first).
 /// `segments` must tile the buffer as [`layout`] makes them.
-pub(crate) fn runs(segments: &[Segment], pgoff: u64, pages: u64, out: &mut [Run]) -> usize {
-    let max = out.len();
-    for_each_run(segments, pgoff, pages, max, |i, run| out[i] = run)
-}
-
-/// The runs [`runs`] writes, at most `max` of them, handed to `emit` with
-/// their index as each is complete; returns how many.
 pub(crate) fn for_each_run(
     segments: &[Segment],
     pgoff: u64,
@@ -229,7 +223,9 @@ pub(crate) fn for_each_run(
             pages: stop - start,
         };
         match current.as_mut() {
-            Some(run) if run.pfn.checked_add(run.pages) == Some(piece.pfn) => run.pages += piece.pages,
+            Some(run) if run.pfn.checked_add(run.pages) == Some(piece.pfn) => {
+                run.pages += piece.pages
+            }
             Some(run) => {
                 emit(count, *run);
                 count += 1;

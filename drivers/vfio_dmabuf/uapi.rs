@@ -122,7 +122,7 @@ fn bar_index(region_index: u32) -> Result<usize> {
 }
 
 fn info(function: &Function, arg: UserPtr) -> Result {
-    let info: vfio_dmabuf_info = read_own(
+    let info = read_own::<vfio_dmabuf_info>(
         arg,
         |_| Ok(size_of::<vfio_dmabuf_info>()),
         |info| info.flags,
@@ -173,7 +173,7 @@ fn open_flags(open_flags: u32) -> Result<u32> {
 fn export(function: &Function, arg: UserPtr) -> Result<i32> {
     // The ranges follow the structure; `argsz` covers them. Their number is
     // bounded before anything is read or allocated for them.
-    let export: vfio_dmabuf_export = read_own(
+    let export = read_own::<vfio_dmabuf_export>(
         arg,
         |export| {
             let count = range::check_count(u64::from(export.nr_ranges)).map_err(request_errno)?;
@@ -202,7 +202,7 @@ fn export(function: &Function, arg: UserPtr) -> Result<i32> {
 }
 
 fn change(function: &Function, arg: UserPtr, state: State) -> Result {
-    let request: vfio_dmabuf_revoke = read_own(
+    let request = read_own::<vfio_dmabuf_revoke>(
         arg,
         |_| Ok(size_of::<vfio_dmabuf_revoke>()),
         |request| request.flags,

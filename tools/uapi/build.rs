@@ -112,7 +112,11 @@ fn ioctls_from_c(
     let cc = std::env::var_os("CC").unwrap_or_else(|| "cc".into());
     let exe = out_dir.join("ioctls");
     let status = std::process::Command::new(&cc)
-        .args(include_dirs.iter().map(|dir| format!("-I{}", dir.display())))
+        .args(
+            include_dirs
+                .iter()
+                .map(|dir| format!("-I{}", dir.display())),
+        )
         .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-o"])
         .arg(&exe)
         .arg(source)

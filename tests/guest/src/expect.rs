@@ -126,12 +126,13 @@ impl Buffer {
             };
             ranges.len()
         ];
-        let pages = range::layout(ranges, bar.size(), bar.pfn(), PAGE_SHIFT, &mut segments).map_err(|e| {
-            format!(
-                "ranges {ranges:?} do not fit a BAR of {}: {e:?}",
-                human(bar.size())
-            )
-        })?;
+        let pages = range::layout(ranges, bar.size(), bar.pfn(), PAGE_SHIFT, &mut segments)
+            .map_err(|e| {
+                format!(
+                    "ranges {ranges:?} do not fit a BAR of {}: {e:?}",
+                    human(bar.size())
+                )
+            })?;
         Ok(Self { segments, pages })
     }
 

@@ -10,3 +10,16 @@ pub(crate) mod range;
 mod props;
 #[cfg(test)]
 mod reference;
+
+/// The range form's runs as an array, the way the exporter fills the
+/// importer's `struct phys_vec` array: `range::for_each_run` into `out`.
+#[cfg(test)]
+pub(crate) fn runs(
+    segments: &[range::Segment],
+    pgoff: u64,
+    pages: u64,
+    out: &mut [range::Run],
+) -> usize {
+    let max = out.len();
+    range::for_each_run(segments, pgoff, pages, max, |i, run| out[i] = run)
+}

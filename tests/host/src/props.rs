@@ -47,7 +47,8 @@ fn build(bar_pfn: u64, bar_size: u64, ranges: &[ByteRange]) -> (Vec<Segment>, u6
         };
         ranges.len()
     ];
-    let total = range::layout(ranges, bar_size, bar_pfn, PAGE_SHIFT, &mut segments).expect("valid request");
+    let total =
+        range::layout(ranges, bar_size, bar_pfn, PAGE_SHIFT, &mut segments).expect("valid request");
     (segments, total)
 }
 

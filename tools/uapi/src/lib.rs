@@ -150,7 +150,10 @@ mod tests {
         assert_eq!(VFIO_DMABUF_PEER_BENCH, from_c::VFIO_DMABUF_PEER_BENCH);
         assert_eq!(VFIO_DMABUF_PEER_SPAN, from_c::VFIO_DMABUF_PEER_SPAN);
         assert_eq!(VFIO_DEVICE_GET_INFO, from_c::VFIO_DEVICE_GET_INFO);
-        assert_eq!(VFIO_DEVICE_GET_REGION_INFO, from_c::VFIO_DEVICE_GET_REGION_INFO);
+        assert_eq!(
+            VFIO_DEVICE_GET_REGION_INFO,
+            from_c::VFIO_DEVICE_GET_REGION_INFO
+        );
         assert_eq!(VFIO_DEVICE_FEATURE, from_c::VFIO_DEVICE_FEATURE);
     }
 

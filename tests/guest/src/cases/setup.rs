@@ -8,10 +8,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::{case, ensure, Case, Context, Device, Outcome, Which};
+use crate::expect::PAGE_SIZE;
 use crate::exporter::Exporter;
 use crate::importer::{self, Importer};
 use crate::pci::{self, Function};
-use crate::expect::PAGE_SIZE;
 use crate::sys;
 
 /// How long a device node may take to appear or go once the driver has
