@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! `bench`: how long the test importer takes to walk one exported dma-buf,
-//! stepping by `max_order` and page by page, as the importer times its walks
-//! in the kernel.
+//! stepping by `max_order`, page by page and by runs (the range form), as
+//! the importer times its walks in the kernel; and the per-call latency of
+//! `get_pfn` at pages spread over the buffer and of the range call, beside
+//! the reservation lock's floor.
 
 use std::io::{self, Write};
 use std::os::fd::AsFd;
@@ -46,12 +48,72 @@ struct Report {
     page_by_page_skipped: Option<String>,
     /// Median time page by page over median time by `max_order`.
     ratio: Option<f64>,
-    /// One `dma_buf_get_pfn_unlocked()` call of page 0, in the kernel: the
-    /// mean over [`LATENCY_LOOPS`] back-to-back calls.
+    /// The walks by runs, [`RUN_CAPACITY`] runs a call.
+    runs: Stats,
+    runs_capacity: u32,
+    /// The runs one such walk returned, in buffer order.
+    run_table: Vec<RunEntry>,
+    /// One `dma_buf_get_pfn_unlocked()` call, in the kernel: the mean over
+    /// the pages of `latency`.
     get_pfn_ns: f64,
     /// One uncontended lock/unlock pair of the buffer's reservation lock,
     /// measured the same way: the floor of a get_pfn call.
     lock_floor_ns: f64,
+    /// get_pfn at pages spread over the buffer, each the mean over
+    /// [`LATENCY_LOOPS`] back-to-back calls, beside the floor measured right
+    /// after.
+    latency: Vec<LatencyRow>,
+    /// One range call over the whole buffer, for each capacity of
+    /// [`RANGE_CAPACITIES`].
+    range_latency: Vec<RangeRow>,
+}
+
+/// Runs a range call may return in the walks by runs: a table the size of a
+/// small stack array.
+pub(crate) const RUN_CAPACITY: u32 = 64;
+/// The capacities the range call's latency is measured with.
+pub(crate) const RANGE_CAPACITIES: [u32; 2] = [64, 4096];
+/// Pages of the buffer at which get_pfn's latency is measured.
+const LATENCY_PAGES: u64 = 8;
+
+/// One run of a walk by runs.
+#[derive(Debug, PartialEq, Serialize)]
+struct RunEntry {
+    pgoff: u64,
+    pfn: u64,
+    pages: u64,
+}
+
+/// get_pfn's latency at one page.
+#[derive(Debug, PartialEq, Serialize)]
+struct LatencyRow {
+    pgoff: u64,
+    get_pfn_ns: f64,
+    lock_floor_ns: f64,
+}
+
+/// The range call's latency with room for `capacity` runs.
+#[derive(Debug, PartialEq, Serialize)]
+struct RangeRow {
+    capacity: u32,
+    /// Runs one call returned.
+    runs: u32,
+    /// One call, the mean over the loops.
+    call_ns: f64,
+    /// `call_ns` over `runs`.
+    per_run_ns: f64,
+    /// The reservation lock's floor, measured in the same call.
+    lock_floor_ns: f64,
+}
+
+/// `count` pages spread evenly over a buffer of `pages` pages, the first and
+/// the last among them, without repeats.
+fn spread(pages: u64, count: u64) -> Vec<u64> {
+    let mut out: Vec<u64> = (0..count)
+        .map(|i| i * (pages - 1) / (count - 1).max(1))
+        .collect();
+    out.dedup();
+    out
 }
 
 /// Calls timed for the per-call latency.
@@ -132,6 +194,7 @@ fn write_text(out: &mut dyn Write, report: &Report) -> io::Result<()> {
         )
     };
     row("max_order", &report.max_order)?;
+    row("runs", &report.runs)?;
     if let Some(stats) = &report.page_by_page {
         row("pages", stats)?;
     }
@@ -146,6 +209,18 @@ fn write_text(out: &mut dyn Write, report: &Report) -> io::Result<()> {
         "one get_pfn call: {:.0} ns; one reservation lock/unlock pair: {:.0} ns",
         report.get_pfn_ns, report.lock_floor_ns
     )?;
+    for r in &report.range_latency {
+        writeln!(
+            out,
+            "one range call, room for {}: {} run{}, {:.0} ns, {:.1} ns a run ({:.2}x the floor)",
+            r.capacity,
+            r.runs,
+            if r.runs == 1 { "" } else { "s" },
+            r.call_ns,
+            r.per_run_ns,
+            r.per_run_ns / r.lock_floor_ns.max(f64::MIN_POSITIVE)
+        )?;
+    }
     Ok(())
 }
 
@@ -169,9 +244,45 @@ pub(crate) fn run(
         let reason = format!("{pages} pages, more than --max-pages {max_pages}");
         (None, Some(reason))
     };
-    let (get_pfn_total, lock_total) = importer.bench(0, LATENCY_LOOPS)?;
-    let get_pfn_ns = get_pfn_total as f64 / f64::from(LATENCY_LOOPS);
-    let lock_floor_ns = lock_total as f64 / f64::from(LATENCY_LOOPS);
+    let runs = Stats::measure(&importer, Step::Runs(RUN_CAPACITY), repeat)?;
+    let run_table = importer
+        .walk_table(Step::Runs(RUN_CAPACITY), RUN_CAPACITY as usize)?
+        .table
+        .iter()
+        .map(|entry| RunEntry {
+            pgoff: entry.pgoff,
+            pfn: entry.pfn,
+            pages: entry.pages,
+        })
+        .collect();
+
+    let loops = f64::from(LATENCY_LOOPS);
+    let mut latency = Vec::new();
+    for pgoff in spread(pages, LATENCY_PAGES) {
+        let b = importer.bench(pgoff, LATENCY_LOOPS, 0)?;
+        latency.push(LatencyRow {
+            pgoff,
+            get_pfn_ns: b.get_pfn_ns as f64 / loops,
+            lock_floor_ns: b.lock_ns as f64 / loops,
+        });
+    }
+    let rows = latency.len() as f64;
+    let get_pfn_ns = latency.iter().map(|r| r.get_pfn_ns).sum::<f64>() / rows;
+    let lock_floor_ns = latency.iter().map(|r| r.lock_floor_ns).sum::<f64>() / rows;
+    // Fewer loops: a call returning thousands of runs is long under TCG.
+    let range_loops = LATENCY_LOOPS / 10;
+    let mut range_latency = Vec::new();
+    for capacity in RANGE_CAPACITIES {
+        let b = importer.bench(0, range_loops, capacity)?;
+        let call_ns = b.phys_vec_ns as f64 / f64::from(range_loops);
+        range_latency.push(RangeRow {
+            capacity,
+            runs: b.runs,
+            call_ns,
+            per_run_ns: call_ns / f64::from(b.runs.max(1)),
+            lock_floor_ns: b.lock_ns as f64 / f64::from(range_loops),
+        });
+    }
     let ratio = page_by_page
         .as_ref()
         .filter(|_| max_order.median_ns != 0)
@@ -190,8 +301,13 @@ pub(crate) fn run(
         page_by_page,
         page_by_page_skipped,
         ratio,
+        runs,
+        runs_capacity: RUN_CAPACITY,
+        run_table,
         get_pfn_ns,
         lock_floor_ns,
+        latency,
+        range_latency,
     };
     output::print(json, &report, |out, report| write_text(out, report))
 }
@@ -383,8 +499,27 @@ mod tests {
             repeat: 3,
             max_order: Stats::new(1, 1, &mut [100, 300, 200]),
             ratio: page_by_page.as_ref().map(|p| p.median_ns as f64 / 200.0),
+            runs: Stats::new(1, 1, &mut [50, 60, 70]),
+            runs_capacity: RUN_CAPACITY,
+            run_table: vec![RunEntry {
+                pgoff: 0,
+                pfn: 0x80_0000,
+                pages: 1 << 18,
+            }],
             get_pfn_ns: 100.0,
             lock_floor_ns: 60.0,
+            latency: vec![LatencyRow {
+                pgoff: 0,
+                get_pfn_ns: 100.0,
+                lock_floor_ns: 60.0,
+            }],
+            range_latency: vec![RangeRow {
+                capacity: 64,
+                runs: 1,
+                call_ns: 120.0,
+                per_run_ns: 120.0,
+                lock_floor_ns: 60.0,
+            }],
             page_by_page,
             page_by_page_skipped: skipped
                 .then(|| "4194304 pages, more than 1048576 (1 << 20)".into()),
@@ -400,9 +535,11 @@ mod tests {
 0000:00:04.0 BAR2: dma-buf of 1 GiB (262144 pages), 3 walks of each kind
 walk            calls   segments      median ns         min ns         max ns
 max_order           1          1            200            100            300
+runs                1          1             60             50             70
 pages          262144     262144         500000         400000         600000
 pages/max_order: 2500.0x the median time
 one get_pfn call: 100 ns; one reservation lock/unlock pair: 60 ns
+one range call, room for 64: 1 run, 120 ns, 120.0 ns a run (2.00x the floor)
 ";
         assert_eq!(String::from_utf8(text).expect("UTF-8"), expected);
 
@@ -411,9 +548,17 @@ one get_pfn call: 100 ns; one reservation lock/unlock pair: 60 ns
         let text = String::from_utf8(text).expect("UTF-8");
         assert!(text.contains(
             "max_order           1          1            200            100            300
+runs                1          1             60             50             70
 pages: skipped: 4194304 pages, more than 1048576 (1 << 20)
 "
         ));
+    }
+
+    #[test]
+    fn spread_pages() {
+        assert_eq!(spread(1, 8), vec![0]);
+        assert_eq!(spread(4, 8), vec![0, 1, 2, 3]);
+        assert_eq!(spread(701, 8), vec![0, 100, 200, 300, 400, 500, 600, 700]);
     }
 
     #[test]

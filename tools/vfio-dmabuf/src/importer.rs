@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The test importer, `/dev/vfio-dmabuf-importer`
-//! (`include/uapi/linux/vfio_dmabuf_importer.h`): each open file imports one
-//! dma-buf and walks it with `dma_buf_get_pfn_unlocked()`.
+//! (`tests/importer/vfio_dmabuf_importer.h`): each open file imports one
+//! dma-buf and walks it with `dma_buf_get_pfn_unlocked()` or
+//! `dma_buf_get_phys_vec_unlocked()`.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -24,6 +25,8 @@ pub(crate) enum Step {
     MaxOrder,
     /// One call per page (`VFIO_DMABUF_IMP_WALK_PAGES`).
     Pages,
+    /// The range form, this many runs a call (`VFIO_DMABUF_IMP_WALK_RUNS`).
+    Runs(u32),
 }
 
 impl Step {
@@ -31,6 +34,14 @@ impl Step {
         match self {
             Self::MaxOrder => 0,
             Self::Pages => uapi::VFIO_DMABUF_IMP_WALK_PAGES,
+            Self::Runs(_) => uapi::VFIO_DMABUF_IMP_WALK_RUNS,
+        }
+    }
+
+    fn capacity(self) -> u32 {
+        match self {
+            Self::Runs(capacity) => capacity,
+            Self::MaxOrder | Self::Pages => 0,
         }
     }
 
@@ -39,6 +50,15 @@ impl Step {
         match self {
             Self::MaxOrder => "max_order",
             Self::Pages => "pages",
+            Self::Runs(_) => "runs",
+        }
+    }
+
+    /// The kernel call a walk of this kind makes.
+    pub(crate) fn call(self) -> &'static str {
+        match self {
+            Self::MaxOrder | Self::Pages => "dma_buf_get_pfn_unlocked()",
+            Self::Runs(_) => "dma_buf_get_phys_vec_unlocked()",
         }
     }
 }
@@ -50,7 +70,8 @@ pub(crate) struct Walk {
     pub(crate) table: Vec<uapi::vfio_dmabuf_imp_segment>,
     /// The entries of the importer's table.
     pub(crate) segments: u32,
-    /// `dma_buf_get_pfn_unlocked()` calls made.
+    /// `dma_buf_get_pfn_unlocked()` or `dma_buf_get_phys_vec_unlocked()`
+    /// calls made.
     pub(crate) calls: u64,
     /// Time the walk took in the kernel.
     pub(crate) nanoseconds: u64,
@@ -112,6 +133,7 @@ impl Importer {
         let mut arg = uapi::vfio_dmabuf_imp_walk {
             argsz: uapi::argsz::<uapi::vfio_dmabuf_imp_walk>(),
             flags: step.flags(),
+            capacity: step.capacity(),
             nr_segments: room,
             segments: if room == 0 {
                 0
@@ -171,12 +193,20 @@ impl Importer {
     }
 
     /// `VFIO_DMABUF_IMP_BENCH`: the kernel's time for `loops` get_pfn calls
-    /// of page `pgoff`, and for as many reservation lock/unlock pairs.
-    pub(crate) fn bench(&self, pgoff: u64, loops: u32) -> Result<(u64, u64), Error> {
+    /// of page `pgoff`, as many range calls over the whole buffer with room
+    /// for `capacity` runs (none if 0), and as many reservation lock/unlock
+    /// pairs.
+    pub(crate) fn bench(
+        &self,
+        pgoff: u64,
+        loops: u32,
+        capacity: u32,
+    ) -> Result<uapi::vfio_dmabuf_imp_bench, Error> {
         let mut arg = uapi::vfio_dmabuf_imp_bench {
             argsz: uapi::argsz::<uapi::vfio_dmabuf_imp_bench>(),
             pgoff,
             loops,
+            capacity,
             ..Default::default()
         };
         // SAFETY: the file is open for the lifetime of `self`; BENCH reads
@@ -191,7 +221,7 @@ impl Importer {
                 &raw mut arg,
             )
         }?;
-        Ok((arg.get_pfn_ns, arg.lock_ns))
+        Ok(arg)
     }
 
     /// Walks the buffer and counts the table without copying it out, for
@@ -224,5 +254,8 @@ mod tests {
         assert_eq!(Step::MaxOrder.flags(), 0);
         assert_eq!(Step::Pages.flags(), 1);
         assert_eq!(Step::Pages.name(), "pages");
+        assert_eq!(Step::Runs(64).flags(), 2);
+        assert_eq!(Step::Runs(64).capacity(), 64);
+        assert_eq!(Step::MaxOrder.capacity(), 0);
     }
 }

@@ -167,9 +167,8 @@ struct ExportArgs {
     /// 1024), or `whole`. The whole BAR when none is given.
     #[arg(value_name = "RANGE")]
     ranges: Vec<RangeArg>,
-    /// Walk page by page instead of by blocks of 2^max_order pages.
-    #[arg(long)]
-    pages: bool,
+    #[command(flatten)]
+    walk: WalkMode,
     /// Instead of walking, run CMD with its arguments, the dma-buf an
     /// inherited file descriptor whose number is in $VFIO_DMABUF_FD, and
     /// exit with its status. Everything after --exec is the command's.
@@ -178,7 +177,7 @@ struct ExportArgs {
         value_name = "CMD",
         num_args = 1..,
         allow_hyphen_values = true,
-        conflicts_with = "pages"
+        conflicts_with_all = ["pages", "runs"]
     )]
     exec: Option<Vec<OsString>>,
 }
@@ -190,9 +189,21 @@ struct WalkArgs {
     /// Slices of the BAR, as for `export` (`whole` for all of it).
     #[arg(value_name = "RANGE", required = true)]
     ranges: Vec<RangeArg>,
+    #[command(flatten)]
+    walk: WalkMode,
+}
+
+/// How the importer walks the buffer: by blocks of 2^max_order pages unless
+/// told otherwise.
+#[derive(Args, Debug)]
+struct WalkMode {
     /// Walk page by page instead of by blocks of 2^max_order pages.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "runs")]
     pages: bool,
+    /// Walk by the buffer's physically contiguous runs, with the range form
+    /// (dma_buf_get_phys_vec_unlocked()), N runs a call.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    runs: Option<u32>,
 }
 
 #[derive(Args, Debug)]
@@ -258,11 +269,11 @@ fn word_offset(text: &str) -> Result<u64, String> {
 /// The exit status of a usage error.
 const USAGE: u8 = 2;
 
-fn step(pages: bool) -> Step {
-    if pages {
-        Step::Pages
-    } else {
-        Step::MaxOrder
+fn step(mode: &WalkMode) -> Step {
+    match (mode.pages, mode.runs) {
+        (_, Some(capacity)) => Step::Runs(capacity),
+        (true, None) => Step::Pages,
+        (false, None) => Step::MaxOrder,
     }
 }
 
@@ -277,12 +288,12 @@ fn run(command: Command, json: bool) -> Result<ExitCode, Error> {
             let exported = export::export(&args.target.device, args.target.bar, &args.ranges)?;
             match &args.exec {
                 Some(command) => Ok(export::exec(&exported, command)),
-                None => walk::run(&exported, step(args.pages), json),
+                None => walk::run(&exported, step(&args.walk), json),
             }
         }
         Command::Walk(args) => {
             let exported = export::export(&args.target.device, args.target.bar, &args.ranges)?;
-            walk::run(&exported, step(args.pages), json)
+            walk::run(&exported, step(&args.walk), json)
         }
         Command::Revoke(args) => {
             state::run(&args.device, args.bar, State::Revoked, json)?;
@@ -432,7 +443,7 @@ mod tests {
                 RangeArg::Whole,
             ]
         );
-        assert!(!args.pages);
+        assert!(!args.walk.pages);
         assert!(args.exec.is_none());
 
         let cli =
@@ -441,7 +452,7 @@ mod tests {
             panic!("not export");
         };
         assert!(args.ranges.is_empty());
-        assert!(args.pages);
+        assert!(args.walk.pages);
     }
 
     #[test]
@@ -464,7 +475,7 @@ mod tests {
         let Command::Export(args) = cli.command else {
             panic!("not export");
         };
-        assert!(!args.pages);
+        assert!(!args.walk.pages);
         assert_eq!(
             args.exec.expect("--exec"),
             ["sh", "-c", "echo $VFIO_DMABUF_FD", "--pages", "--json"]
@@ -523,7 +534,7 @@ mod tests {
             panic!("not walk");
         };
         assert_eq!(args.ranges, [RangeArg::Whole]);
-        assert!(args.pages);
+        assert!(args.walk.pages);
 
         let cli = parse(&["bench", "0000:00:03.0", "--bar", "2"]).expect("parses");
         let Command::Bench(args) = cli.command else {

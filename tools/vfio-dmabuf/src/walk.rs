@@ -50,9 +50,12 @@ struct Report {
 
 #[derive(Serialize)]
 struct WalkReport {
-    /// `max_order` or `pages`.
+    /// `max_order`, `pages` or `runs`.
     step: &'static str,
-    /// `dma_buf_get_pfn_unlocked()` calls the walk made.
+    /// The kernel call the walk made.
+    call: &'static str,
+    /// `dma_buf_get_pfn_unlocked()` or `dma_buf_get_phys_vec_unlocked()`
+    /// calls the walk made.
     calls: u64,
     /// Time the walk took in the kernel.
     nanoseconds: u64,
@@ -68,9 +71,9 @@ struct Segment {
     pgoff: u64,
     /// Page frame behind `pgoff`.
     pfn: u64,
-    /// The block is `2^order` pages.
+    /// A block is `2^order` pages; 0 for a run.
     order: u32,
-    /// Bytes in the block.
+    /// Bytes in the block or run.
     bytes: u64,
     /// Physical address of the block: `pfn` times the page size.
     phys: u64,
@@ -95,10 +98,7 @@ impl Segment {
             pgoff: entry.pgoff,
             pfn: entry.pfn,
             order: entry.order,
-            bytes: 1u64
-                .checked_shl(entry.order)
-                .and_then(|pages| pages.checked_mul(page_size))
-                .unwrap_or(u64::MAX),
+            bytes: entry.pages.checked_mul(page_size).unwrap_or(u64::MAX),
             phys,
             bar_offset,
             expected_bar_offset: entry
@@ -176,11 +176,12 @@ fn write_text(out: &mut dyn Write, report: &Report) -> io::Result<()> {
     let walk = &report.walk;
     writeln!(
         out,
-        "walk by {}: {} segment{}, {} dma_buf_get_pfn_unlocked() call{}, {} ns",
+        "walk by {}: {} segment{}, {} {} call{}, {} ns",
         walk.step,
         walk.table.len(),
         if walk.table.len() == 1 { "" } else { "s" },
         walk.calls,
+        walk.call,
         if walk.calls == 1 { "" } else { "s" },
         walk.nanoseconds
     )?;
@@ -223,7 +224,7 @@ pub(crate) fn run(exported: &Exported, step: Step, json: bool) -> Result<ExitCod
     let pages = size / page_size;
     let expected = match step {
         Step::Pages => pages,
-        Step::MaxOrder => pages.min(FIRST_ROOM),
+        Step::MaxOrder | Step::Runs(_) => pages.min(FIRST_ROOM),
     };
     let walk = importer.walk_table(step, usize::try_from(expected).unwrap_or(usize::MAX))?;
 
@@ -258,6 +259,7 @@ pub(crate) fn run(exported: &Exported, step: Step, json: bool) -> Result<ExitCod
         size,
         walk: WalkReport {
             step: step.name(),
+            call: step.call(),
             calls: walk.calls,
             nanoseconds: walk.nanoseconds,
             mismatches,
@@ -359,6 +361,7 @@ mod tests {
             size: 0x3000,
             walk: WalkReport {
                 step: Step::MaxOrder.name(),
+                call: Step::MaxOrder.call(),
                 calls: 2,
                 nanoseconds: 1234,
                 mismatches: 1,
