@@ -172,8 +172,11 @@ def parse(lines):
             name = m.group("name").strip()
             if child is not None and child.name:
                 name = name or child.name
-            top.results.append(Result(number, name, result_status(m.group("ok"), m.group("directive")),
-                                      (m.group("reason") or "").strip(), child, lineno))
+            status = result_status(m.group("ok"), m.group("directive"))
+            reason = (m.group("reason") or "").strip()
+            if status != "skip" and m.group("directive"):
+                reason = (m.group("directive") + " " + reason).strip()
+            top.results.append(Result(number, name, status, reason, child, lineno))
             continue
         m = BAIL.match(text)
         if m and stack:

@@ -13,6 +13,7 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import cargo_results  # noqa: E402
 import check_log  # noqa: E402
 import ktap  # noqa: E402
 
@@ -342,6 +343,64 @@ class CheckLog(unittest.TestCase):
         self.assertTrue(undeclared[1], undeclared)
         for bad in ("a DMAR\n", "a 0 DMAR\n", "a 1 DMAR(\n", "a 1 x\na 2 y\n"):
             self.assertTrue(self.window(self.FAULT, allow=bad)[1], bad)
+
+CARGO = """\
+   Compiling vfio-dmabuf-range v0.1.0
+     Running unittests src/lib.rs (target/release/deps/range-0123)
+
+running 3 tests
+test tests::layout ... ok
+test tests::slow ... ignored, needs 16 GiB
+test tests::other ... ignored
+
+test result: ok. 1 passed; 0 failed; 2 ignored; 0 measured; 0 filtered out; finished in 0.01s
+
+     Running tests/props.rs (target/release/deps/props-4567)
+
+running 2 tests
+test pfn ... ok
+"""
+CARGO_CRASH = CARGO + """error: test failed, to rerun pass `-p vfio-dmabuf-range --test props`
+
+Caused by:
+  process didn't exit successfully: `target/release/deps/props-4567` (signal: 11, SIGSEGV)
+"""
+CARGO_DONE = CARGO + """test walk ... ok
+
+test result: ok. 2 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.20s
+
+   Doc-tests vfio_dmabuf_range
+
+running 0 tests
+
+test result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s
+"""
+
+
+class Cargo(unittest.TestCase):
+    def test_counts_and_skips(self):
+        """cargo_results: passes, and ignored tests as skips with their reasons"""
+        p, f, s, out = cargo_results.count(0, CARGO_DONE.splitlines(True))
+        self.assertEqual((p, f, s), (3, 0, 2), out)
+        self.assertIn("skip cargo: tests::slow: needs 16 GiB", out)
+
+    def test_crashed_binary(self):
+        """cargo_results: a test binary that never reported its result is a failure"""
+        p, f, s, out = cargo_results.count(101, CARGO_CRASH.splitlines(True))
+        self.assertEqual((p, f, s), (1, 1, 2), out)
+        self.assertTrue(any("props.rs" in line and "crashed" in line for line in out), out)
+
+    def test_status_unexplained(self):
+        """cargo_results: a non-zero status with no failed test is a failure"""
+        p, f, s, out = cargo_results.count(101, CARGO_DONE.splitlines(True))
+        self.assertEqual(f, 1, out)
+        p, f, s, out = cargo_results.count(101, ["error[E0308]: mismatched types\n"])
+        self.assertEqual((p, f, s), (0, 2, 0), out)
+
+    def test_miscount(self):
+        """cargo_results: results that do not add up to the announced count fail"""
+        text = CARGO_DONE.replace("running 2 tests", "running 4 tests")
+        self.assertEqual(cargo_results.count(0, text.splitlines(True))[1], 1)
 
 
 class KtapResult(unittest.TestResult):
