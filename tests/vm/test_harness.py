@@ -4,6 +4,7 @@ synthetic inputs: KTAP on stdout (scripts/test.sh counts it with ktap.py),
 exit 1 if any case failed.  Checks are explicit (no bare assert), so they
 hold under python -O too.
 """
+import ast
 import contextlib
 import io
 import os
@@ -401,6 +402,24 @@ class Cargo(unittest.TestCase):
         """cargo_results: results that do not add up to the announced count fail"""
         text = CARGO_DONE.replace("running 2 tests", "running 4 tests")
         self.assertEqual(cargo_results.count(0, text.splitlines(True))[1], 1)
+
+
+class PythonTests(unittest.TestCase):
+    def test_no_bare_assert(self):
+        """python tests: no bare assert statement (python -O strips them) in the repository's Python"""
+        repo = os.path.dirname(os.path.dirname(HERE))
+        found = []
+        for top in ("tests", "tools", "scripts"):
+            for d, dirs, files in os.walk(os.path.join(repo, top)):
+                dirs[:] = [x for x in dirs if x not in ("target", "__pycache__")]
+                for f in files:
+                    if f.endswith(".py"):
+                        path = os.path.join(d, f)
+                        with open(path) as src:
+                            tree = ast.parse(src.read(), path)
+                        found += ["%s:%d" % (os.path.relpath(path, repo), n.lineno)
+                                  for n in ast.walk(tree) if isinstance(n, ast.Assert)]
+        self.assertEqual(found, [])
 
 
 class KtapResult(unittest.TestResult):
