@@ -121,9 +121,12 @@ echo "$accel_name" >"$out/accel"
 # /lib/systemd, the same directory on a merged-/usr system) from the
 # guest's view.  The guest script then runs on the console
 # ("console fallback", as /dev/virtio-ports/ is udev's), which console.log
-# captures; its status comes from $out/rc.
+# captures; its status comes from $out/rc.  VFIO_DMABUF_GUEST_UDEV=1 lets the
+# guest run udev (to compare).
 launch=()
-if [ -e /usr/lib/systemd/systemd-udevd ] || [ -e /lib/systemd/systemd-udevd ]; then
+if [ "${VFIO_DMABUF_GUEST_UDEV:-}" = 1 ]; then
+	note "the guest runs udev (VFIO_DMABUF_GUEST_UDEV=1)"
+elif [ -e /usr/lib/systemd/systemd-udevd ] || [ -e /lib/systemd/systemd-udevd ]; then
 	if [ "$(id -u)" = 0 ] && command -v unshare >/dev/null; then
 		empty=$out/no-udev
 		mkdir -p "$empty"
