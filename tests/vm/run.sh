@@ -112,33 +112,34 @@ if [ -r /dev/kvm ] && [ -w /dev/kvm ] && [ "${VFIO_DMABUF_TCG:-}" != 1 ]; then
 fi
 echo "$accel_name" >"$out/accel"
 
-# The guest needs no udev: devtmpfs makes every node the tests open, with the
-# kernel's own modes, the tests load their modules with insmod, and hot-plug
-# binds through driver_override.  virtme-ng-init runs udev's coldplug and
-# settle (60-80 s under TCG) whenever it finds systemd-udevd in the root it
-# boots, the host's, so when the host has udev, vng runs in a mount
-# namespace of its own where an empty directory hides /usr/lib/systemd (and
-# /lib/systemd, the same directory on a merged-/usr system) from the
-# guest's view.  The guest script then runs on the console
-# ("console fallback", as /dev/virtio-ports/ is udev's), which console.log
-# captures; its status comes from $out/rc.  VFIO_DMABUF_GUEST_UDEV=1 lets the
-# guest run udev (to compare).
+# The guest needs neither udev nor systemd-tmpfiles: devtmpfs makes every
+# node the tests open, with the kernel's own modes, the tests load their
+# modules with insmod, hot-plug binds through driver_override, and nothing
+# in the guest runs a systemd service.  virtme-ng-init runs
+# systemd-tmpfiles (30 s under TCG) whenever /etc/systemd exists, and udev's
+# coldplug and settle (60-80 s, minutes on a loaded machine) whenever it
+# finds systemd-udevd, in the root it boots: the host's.  So vng runs in a
+# mount namespace of its own, where an empty directory hides
+# /usr/lib/systemd (and /lib/systemd, the same directory on a merged-/usr
+# system) and /bin/true stands in for systemd-tmpfiles, in the guest's view
+# only.  The guest script then runs on the console ("console fallback", as
+# /dev/virtio-ports/ is udev's), which console.log captures; its status
+# comes from $out/rc.  VFIO_DMABUF_GUEST_UDEV=1 leaves both (to compare).
 launch=()
 if [ "${VFIO_DMABUF_GUEST_UDEV:-}" = 1 ]; then
-	note "the guest runs udev (VFIO_DMABUF_GUEST_UDEV=1)"
+	note "the guest runs udev and systemd-tmpfiles (VFIO_DMABUF_GUEST_UDEV=1)"
+elif [ "$(id -u)" = 0 ] && command -v unshare >/dev/null; then
+	empty=$out/no-udev
+	mkdir -p "$empty"
+	launch=(unshare --mount --propagation private -- sh -c '
+		for d in /usr/lib/systemd /lib/systemd; do
+			[ -d "$d" ] && ! mountpoint -q "$d" && mount --bind "$1" "$d"
+		done
+		[ ! -e /usr/lib/systemd/systemd-udevd ] || exit 125
+		tmpfiles=$(command -v systemd-tmpfiles) && mount --bind /bin/true "$tmpfiles"
+		shift; exec "$@"' sh "$empty")
 elif [ -e /usr/lib/systemd/systemd-udevd ] || [ -e /lib/systemd/systemd-udevd ]; then
-	if [ "$(id -u)" = 0 ] && command -v unshare >/dev/null; then
-		empty=$out/no-udev
-		mkdir -p "$empty"
-		launch=(unshare --mount --propagation private -- sh -c '
-			for d in /usr/lib/systemd /lib/systemd; do
-				[ -d "$d" ] && ! mountpoint -q "$d" && mount --bind "$1" "$d"
-			done
-			[ ! -e /usr/lib/systemd/systemd-udevd ] || exit 125
-			shift; exec "$@"' sh "$empty")
-	else
-		echo "run.sh: not root: the guest will find the host's udevd and spend a minute in its coldplug" >&2
-	fi
+	echo "run.sh: not root: the guest will find the host's udevd and spend minutes in its coldplug" >&2
 fi
 
 # Guest memory: 2 GiB, or 4 GiB when the kernel has hugetlbfs, for the
@@ -164,6 +165,7 @@ VM_OUT=$out timeout -k 10 "$timeout_s" "${launch[@]}" "$VENV/bin/vng" --run "$ke
 vng_rc=$?
 kill "$agent" 2>/dev/null
 wait "$agent" 2>/dev/null
+[ -n "${empty:-}" ] && rmdir "$empty" 2>/dev/null
 set -e
 echo "$(($(date +%s) - start))" >"$out/seconds"
 if [ -s "$out/uptime.script-start" ]; then
