@@ -9,8 +9,9 @@ packages=(
 	# kernel build, with Debian's Rust for the kernel (rustc-web 1.96)
 	clang-19 lld-19 llvm-19 libclang-19-dev rustc-web rust-web-src rust-web-clippy
 	flex bison bc libelf-dev libssl-dev cpio xz-utils patch make rsync perl
-	# the VM and what virtme-ng-init uses in the guest
-	qemu-system-x86 kmod udev python3-venv busybox-static gnuplot-nox
+	# the VM and what virtme-ng-init uses in the guest (not udev: the guest needs
+	# none, and tests/vm/run.sh hides a host's udevd from it)
+	qemu-system-x86 kmod python3-venv busybox-static gnuplot-nox
 )
 
 sudo_cmd=()

@@ -6,12 +6,22 @@
 # the 7.3 tree's uapi headers after headers_install.sh, with headers_check.pl
 # and kernel-doc -Wall.
 #
-# Usage: tests/uapi/check.sh   (KSRC=<kernel tree> to choose the tree)
+# Usage: tests/uapi/check.sh [--require-tree]   (KSRC=<kernel tree> to choose the tree)
+#
+# Without a kernel tree the tree's checks are one skip, with its reason;
+# with --require-tree (make test, which has just built the kernel from that
+# tree) a missing tree is a failure.
 set -uo pipefail
 . "$(dirname "$0")/../../scripts/lib.sh"
 
 hdr=$REPO/include/uapi/linux/vfio_dmabuf.h
 layout=$REPO/tests/uapi/layout.c
+require_tree=0
+case ${1:-} in
+--require-tree) require_tree=1 ;;
+"") ;;
+*) echo "usage: check.sh [--require-tree]" >&2; exit 2 ;;
+esac
 CC=${CC:-gcc}
 CXX=${CXX:-g++}
 
@@ -115,6 +125,9 @@ if [ -n "${KSRC:-}" ] && [ -f "$KSRC/scripts/headers_install.sh" ]; then
 	hdr=$ours/linux/vfio_dmabuf.h
 	run_set "7.3 uapi headers" -nostdinc -isystem "$($CC -print-file-name=include)" \
 		-I "$ours" -isystem "$usr"
+elif [ $require_tree = 1 ]; then
+	echo "FAIL kernel tree checks: no kernel source at ${KSRC:-(none: $CACHE/src/version names no tree)}"
+	failed=$((failed + 1))
 else
 	skip "kernel tree checks (no kernel source: run 'make setup', or set KSRC)"
 fi

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Boot the project's kernel under virtme-ng with the test devices, run a
-# command in the guest, and judge the run: the command's status, and a
-# kernel log free of WARN, BUG, KASAN, lockdep, UBSAN and kmemleak reports.
+# command in the guest, and judge the run: the command's status, and the
+# kernel's state after it (tests/vm/check_log.py: a log free of WARN, BUG,
+# KASAN, KFENCE, UBSAN, lockdep, RCU-stall, hung-task and kmemleak reports,
+# no taint the tests did not set on purpose, lockdep still on).
 #
 #   tests/vm/run.sh [--flavor test|perf] [--timeout SECONDS] [--out DIR]
 #                   [--membar SIZE] [--switch] -- COMMAND [ARG...]
@@ -38,7 +40,8 @@ kernel=$kdir/arch/x86/boot/bzImage
 out=${out:-$(mktemp -d /tmp/vfio-dmabuf-vm.XXXXXX)}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-rm -rf "$out"/{rc,dmesg.txt,kmemleak.txt,console.log,qmp.sock,hotplug}
+rm -rf "$out"/{rc,dmesg.txt,kmemleak.txt,console.log,qmp.sock,hotplug,log-allow} \
+	"$out"/{tainted,debug_locks}.{before,after} "$out"/uptime.script-start
 mkdir -p "$out/hotplug"
 
 # The ivshmem-plain BAR: 1 GiB, mapped privately from a file holding the
@@ -53,6 +56,10 @@ fi
 # through the monitor (tests/vm/hotplug_agent.py, on the guest's request).
 qemu_opts=(
 	-machine q35
+	# vng passes '-cpu max' under TCG and '-cpu host' under KVM; the last
+	# -cpu wins, so this one decides: the mapping tests need pdpe1gb (1 GiB
+	# pages), and the KVM tests AMD SVM, which -cpu max gives under TCG.
+	-cpu max
 	-device pcie-root-port,id=rp_edu,chassis=1,slot=1
 	-device edu,bus=rp_edu,id=edu0
 	-object "memory-backend-file,id=ivshmem_mem,share=off,mem-path=$pattern,size=1G"
@@ -105,24 +112,65 @@ if [ -r /dev/kvm ] && [ -w /dev/kvm ] && [ "${VFIO_DMABUF_TCG:-}" != 1 ]; then
 fi
 echo "$accel_name" >"$out/accel"
 
+# The guest needs neither udev nor systemd-tmpfiles: devtmpfs makes every
+# node the tests open, with the kernel's own modes, the tests load their
+# modules with insmod, hot-plug binds through driver_override, and nothing
+# in the guest runs a systemd service.  virtme-ng-init runs
+# systemd-tmpfiles (30 s under TCG) whenever /etc/systemd exists, and udev's
+# coldplug and settle (60-80 s, minutes on a loaded machine) whenever it
+# finds systemd-udevd, in the root it boots: the host's.  So vng runs in a
+# mount namespace of its own, where an empty directory hides
+# /usr/lib/systemd (and /lib/systemd, the same directory on a merged-/usr
+# system) and /bin/true stands in for systemd-tmpfiles, in the guest's view
+# only.  The guest script then runs on the console ("console fallback", as
+# /dev/virtio-ports/ is udev's), which console.log captures; its status
+# comes from $out/rc.  VFIO_DMABUF_GUEST_UDEV=1 leaves both (to compare).
+launch=()
+if [ "${VFIO_DMABUF_GUEST_UDEV:-}" = 1 ]; then
+	note "the guest runs udev and systemd-tmpfiles (VFIO_DMABUF_GUEST_UDEV=1)"
+elif [ "$(id -u)" = 0 ] && command -v unshare >/dev/null; then
+	empty=$out/no-udev
+	mkdir -p "$empty"
+	launch=(unshare --mount --propagation private -- sh -c '
+		for d in /usr/lib/systemd /lib/systemd; do
+			[ -d "$d" ] && ! mountpoint -q "$d" && mount --bind "$1" "$d"
+		done
+		[ ! -e /usr/lib/systemd/systemd-udevd ] || exit 125
+		tmpfiles=$(command -v systemd-tmpfiles) && mount --bind /bin/true "$tmpfiles"
+		shift; exec "$@"' sh "$empty")
+elif [ -e /usr/lib/systemd/systemd-udevd ] || [ -e /lib/systemd/systemd-udevd ]; then
+	echo "run.sh: not root: the guest will find the host's udevd and spend minutes in its coldplug" >&2
+fi
+
+# Guest memory: 2 GiB, or 4 GiB when the kernel has hugetlbfs, for the
+# udmabuf selftest's 2 GiB of 2 MiB pages (suite.sh reserves them).
+memory=2G
+grep -qx CONFIG_HUGETLBFS=y "$kdir/.config" 2>/dev/null && memory=4G
+
 note "booting $flavor kernel ($accel_name): $*"
 start=$(date +%s)
 python3 "$REPO/tests/vm/hotplug_agent.py" "$out/qmp.sock" "$out/hotplug" "$pattern" \
 	>"$out/hotplug-agent.log" 2>&1 &
 agent=$!
 set +e
-VM_OUT=$out timeout -k 10 "$timeout_s" "$VENV/bin/vng" --run "$kernel" \
-	"${accel[@]}" --disable-microvm --cpus 2 --memory 2G --verbose \
+# log_buf_len: the whole run's log must fit (check_log.py fails a dmesg.txt
+# that lost the kernel's first line).
+VM_OUT=$out timeout -k 10 "$timeout_s" "${launch[@]}" "$VENV/bin/vng" --run "$kernel" \
+	"${accel[@]}" --disable-microvm --cpus 2 --memory "$memory" --verbose \
 	--append root=/dev/root --append oops=panic --append panic=-1 \
-	--append kmemleak=on \
+	--append kmemleak=on --append log_buf_len=64M \
 	--rwdir="$out" --cwd "$REPO" --qemu-opts="${qemu_opts[*]}" \
 	--exec "VM_OUT=$out KDIR=$kdir $REPO/tests/vm/guest/wrap.sh $(printf '%q ' "$@")" \
 	</dev/null >"$out/console.log" 2>&1
 vng_rc=$?
 kill "$agent" 2>/dev/null
 wait "$agent" 2>/dev/null
+[ -n "${empty:-}" ] && rmdir "$empty" 2>/dev/null
 set -e
 echo "$(($(date +%s) - start))" >"$out/seconds"
+if [ -s "$out/uptime.script-start" ]; then
+	echo "run.sh: the guest script started $(cat "$out/uptime.script-start") s after boot; the run took $(cat "$out/seconds") s" >&2
+fi
 
 rc=$vng_rc
 [ -f "$out/rc" ] && rc=$(cat "$out/rc")
@@ -134,7 +182,7 @@ elif [ ! -f "$out/rc" ]; then
 	[ "$rc" = 0 ] && rc=1
 fi
 
-if ! python3 "$REPO/tests/vm/check_log.py" "$out/console.log" "$out/dmesg.txt" "$out/kmemleak.txt"; then
+if ! python3 "$REPO/tests/vm/check_log.py" --kconfig "$kdir/.config" "$out"; then
 	[ "$rc" = 0 ] && rc=3
 fi
 exit "$rc"

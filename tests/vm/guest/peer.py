@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 
-from tool import TOOL, function, run_cases
+from tool import TOOL, check, function, run_cases
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from bench_report import greedy_blocks  # noqa: E402  (tests/vm)
@@ -45,29 +45,29 @@ def bar_start(address, bar):
 @case("peer: ivshmem is bound to vfio-pci in no-IOMMU mode")
 def bound():
     driver = os.path.basename(os.readlink(f"/sys/bus/pci/devices/{ivshmem}/driver"))
-    assert driver == "vfio-pci", driver
+    check(driver == "vfio-pci", driver)
     group = os.path.basename(os.readlink(f"/sys/bus/pci/devices/{ivshmem}/iommu_group"))
-    assert os.path.exists(f"/dev/vfio/noiommu-{group}"), f"no /dev/vfio/noiommu-{group}"
+    check(os.path.exists(f"/dev/vfio/noiommu-{group}"), f"no /dev/vfio/noiommu-{group}")
 
 
 @case("peer: a whole-BAR vfio-pci dma-buf maps to one segment at the BAR's bus address")
 def whole():
     r = bench_peer("whole")
-    assert r["size"] == 1 << 30, r["size"]
+    check(r["size"] == 1 << 30, r["size"])
     w = r["walk"]
-    assert (w["segments"], w["length"]) == (1, 1 << 30), w
-    assert w["first_addr"] == bar_start(ivshmem, 2), (hex(w["first_addr"]), hex(bar_start(ivshmem, 2)))
-    assert r["blocks"]["segments"] == greedy_blocks(r["ranges"], bar_start(ivshmem, 2)), r["blocks"]
+    check((w["segments"], w["length"]) == (1, 1 << 30), w)
+    check(w["first_addr"] == bar_start(ivshmem, 2), (hex(w["first_addr"]), hex(bar_start(ivshmem, 2))))
+    check(r["blocks"]["segments"] == greedy_blocks(r["ranges"], bar_start(ivshmem, 2)), r["blocks"])
 
 
 @case("peer: a 3-range slice is 3 segments, split into the greedy minimum of aligned blocks")
 def slice_():
     r = bench_peer("0x5000:0x1ff000", "0x201000:0x3ff000", "0x3ffff000:4K")
-    assert r["walk"]["segments"] == 3, r["walk"]
-    assert r["walk"]["length"] == 0x1ff000 + 0x3ff000 + 0x1000, r["walk"]
-    assert r["walk"]["first_addr"] == bar_start(ivshmem, 2) + 0x5000, r["walk"]
+    check(r["walk"]["segments"] == 3, r["walk"])
+    check(r["walk"]["length"] == 0x1ff000 + 0x3ff000 + 0x1000, r["walk"])
+    check(r["walk"]["first_addr"] == bar_start(ivshmem, 2) + 0x5000, r["walk"])
     want = greedy_blocks(r["ranges"], bar_start(ivshmem, 2))
-    assert r["blocks"]["segments"] == want, (r["blocks"]["segments"], want)
+    check(r["blocks"]["segments"] == want, (r["blocks"]["segments"], want))
 
 
 @case("peer: memory decoding off invalidates and unmaps 1, 16 and 256 mapped attachments")
@@ -76,16 +76,16 @@ def revoke():
     # and REMAP maps all of them again afterwards.
     r = bench_peer("--attachments", "0,1,16,256", "0:4K")
     rows = {row["attachments"]: row for row in r["revoke"]}
-    assert sorted(rows) == [0, 1, 16, 256], sorted(rows)
-    assert rows[0]["invalidation"] is None
+    check(sorted(rows) == [0, 1, 16, 256], sorted(rows))
+    check(rows[0]["invalidation"] is None, f"no attachment, yet an invalidation: {rows[0]}")
     for n in (1, 16, 256):
-        assert rows[n]["invalidation"]["median_ns"] > 0, rows[n]
+        check(rows[n]["invalidation"]["median_ns"] > 0, rows[n])
 
 
 @case("peer: the scatterlist importer's module unloads once its files are closed")
 def unload():
     subprocess.run(["rmmod", "vfio_dmabuf_peer"], check=True)
-    assert not os.path.exists("/dev/vfio-dmabuf-peer")
+    check(not os.path.exists("/dev/vfio-dmabuf-peer"), "/dev/vfio-dmabuf-peer is still there after rmmod")
 
 
 def setup():
