@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Checks that the host property tests can fail: builds the host test crate in
+# a scratch directory against a copy of drivers/vfio_dmabuf/range.rs (or of
+# the reference) with one deliberate bug at a time, and prints which tests
+# each bug makes fail. The tree itself is never modified.
+#
+#   tests/host/mutants.sh [NAME...]     all mutants, or the ones named
+#
+# MUTANTS_BASE, if set, is a perl substitution applied to the scratch
+# range.rs before every mutant (and to the baseline run), e.g. a fix not yet
+# in the tree, so that a test failing on the tree does not hide what a
+# mutant breaks. MUTANTS_DIR is the scratch directory (default
+# /tmp/vfio-dmabuf-mutants).
+set -euo pipefail
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+DIR=${MUTANTS_DIR:-/tmp/vfio-dmabuf-mutants}
+BASE=${MUTANTS_BASE:-}
+export CARGO_TARGET_DIR=$DIR/target
+
+# name, file (range or reference), perl substitution.
+MUTANTS=(
+	# layout: the pieces' page frames.
+	"pfn-4k-shift|range|s/\.checked_add\(range\.offset >> page_shift\)/.checked_add(range.offset >> 12)/"
+	"pfn-contiguous|range|s/\.checked_add\(range\.offset >> page_shift\)/.checked_add(if total == 0 { range.offset >> page_shift } else { (ranges[0].offset >> page_shift) + total })/"
+	"pfn-plus-1-after-first|range|s/\*segment = Segment \{\n(\s*)pgoff: total,\n(\s*)pages,\n(\s*)pfn,/*segment = Segment {\n\$1pgoff: total,\n\$2pages,\n\$3pfn: pfn + u64::from(total != 0),/"
+	"pgoff-plus-1-after-first|range|s/pgoff: total,/pgoff: total + u64::from(total != 0),/"
+	# layout: validation.
+	"mask-4k|range|s/let page_mask = \(1u64 << page_shift\) - 1;/let page_mask = 4095u64;/"
+	"no-frame-overflow-check|range|s/pfn\.checked_add\(pages\)\.ok_or\(RequestError::Overflow\)\?;//"
+	"no-size-overflow-check|range|s/total\s*\.checked_mul\(1u64 << page_shift\)\s*\.ok_or\(RequestError::Overflow\)\?;//"
+	"outside-bar-off-by-one|range|s/if end > bar_size/if end > bar_size + (1u64 << page_shift)/"
+	# find and pfn_and_order.
+	"find-boundary|range|s/s\.pgoff \+ s\.pages <= pgoff/s.pgoff + s.pages < pgoff/"
+	"skew-ignores-pgoff|range|s/segment\.pfn\.wrapping_sub\(segment\.pgoff\)/segment.pfn/"
+	"block-may-start-before|range|s/start >= segment\.pgoff &&//"
+	"order-capped-at-20|range|s/let limit = align\.min\(/let limit = align.min(20).min(/"
+	# runs.
+	"runs-never-merge|range|s/last\.pfn\.checked_add\(last\.pages\) == Some\(pfn\)/last.pfn.checked_add(last.pages) == Some(pfn.wrapping_add(1))/"
+	"runs-ignore-window-end|range|s/\(segment\.pgoff \+ segment\.pages\)\.min\(end\)/segment.pgoff + segment.pages/"
+	"runs-ignore-window-start|range|s/let start = segment\.pgoff\.max\(pgoff\);/let start = segment.pgoff;/"
+	"runs-continue-when-full|range|s/let Some\(slot\) = out\.get_mut\(written\) else \{\n(\s*)break;/let Some(slot) = out.get_mut(written) else {\n\$1continue;/"
+	"runs-stop-when-full|range|s/(for segment in &segments\[first\.\.\] \{\n)/\$1        if written == out.len() { break; }\n/"
+	"runs-segment-at-end|range|s/if segment\.pgoff >= end/if segment.pgoff > end/"
+	"runs-no-saturation|range|s/pgoff\.saturating_add\(pages\)/pgoff + pages/"
+	"runs-merge-cross-pfn-only|range|s/if last\.pfn\.checked_add\(last\.pages\) == Some\(pfn\) \{/if last.pfn.checked_add(last.pages) == Some(pfn) || last.pfn == pfn {/"
+	# The reference's own greedy and minimal tiling (greedy_is_minimal).
+	"reference-greedy-order-0|reference|s/while self\.is_block\(q, k \+ 1\)/while false \&\& self.is_block(q, k + 1)/"
+	"reference-min-order-0|reference|s/for k in 0\.\.64u32 \{\n(\s*)if !self\.is_block\(i as u64, k\)/for k in 0..1u32 {\n\$1if !self.is_block(i as u64, k)/"
+)
+
+setup() {
+	rm -rf "$DIR/tests" "$DIR/drivers"
+	mkdir -p "$DIR/tests" "$DIR/drivers/vfio_dmabuf"
+	cp -r "$REPO/tests/host" "$DIR/tests/host"
+	cp "$REPO/drivers/vfio_dmabuf/range.rs" "$DIR/drivers/vfio_dmabuf/range.rs"
+	[ -f "$REPO/Cargo.lock" ] && cp "$REPO/Cargo.lock" "$DIR/Cargo.lock"
+	cat >"$DIR/Cargo.toml" <<-EOF
+		[workspace]
+		resolver = "2"
+		members = ["tests/host"]
+
+		[profile.release]
+		overflow-checks = true
+		debug-assertions = true
+	EOF
+	if [ -n "$BASE" ]; then
+		apply range "$BASE" || { echo "MUTANTS_BASE does not apply" >&2; exit 1; }
+	fi
+}
+
+# apply FILE PERL: applies a substitution, fails if it changed nothing.
+apply() {
+	local file
+	case $1 in
+	range) file=$DIR/drivers/vfio_dmabuf/range.rs ;;
+	reference) file=$DIR/tests/host/src/reference.rs ;;
+	*) echo "unknown file $1" >&2; return 1 ;;
+	esac
+	cp "$file" "$file.orig"
+	perl -0pi -e "$2" "$file"
+	! cmp -s "$file" "$file.orig"
+}
+
+# Runs the tests; prints the names of those that failed, or BUILD-FAILED.
+failing() {
+	local out
+	if ! out=$(cd "$DIR" && cargo test --release --offline -p vfio-dmabuf-host-tests 2>&1); then
+		if ! grep -q '^test result' <<<"$out"; then
+			echo BUILD-FAILED
+			grep -m5 '^error' <<<"$out" >&2 || true
+			return
+		fi
+	fi
+	{ grep -oP '^test \K\S+(?= \.\.\. FAILED)' <<<"$out" || true; } | sort | tr '\n' ' '
+}
+
+setup
+base=$(failing)
+echo "baseline: ${base:-no failure}"
+[ -n "$base" ] && echo "(failures at baseline are listed with each mutant too)"
+status=0
+for entry in "${MUTANTS[@]}"; do
+	IFS='|' read -r name file subst <<<"$entry"
+	if [ $# -gt 0 ] && ! printf '%s\n' "$@" | grep -qx "$name"; then
+		continue
+	fi
+	setup
+	if ! apply "$file" "$subst"; then
+		echo "$name: DOES NOT APPLY"
+		status=1
+		continue
+	fi
+	caught=$(failing)
+	if [ -z "$caught" ] || [ "$caught" = "$base" ]; then
+		echo "$name: SURVIVED"
+		status=1
+	else
+		echo "$name: caught by $caught"
+	fi
+done
+exit $status
