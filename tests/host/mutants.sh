@@ -10,7 +10,13 @@
 # range.rs before every mutant (and to the baseline run), e.g. a fix not yet
 # in the tree, so that a test failing on the tree does not hide what a
 # mutant breaks. MUTANTS_DIR is the scratch directory (default
-# /tmp/vfio-dmabuf-mutants).
+# /tmp/vfio-dmabuf-mutants). Exits non-zero if a mutant survived or did not
+# apply. Takes about 6 minutes.
+#
+# Until range::for_each_run() stops handing out an empty run for an empty
+# window that starts inside a segment, run it with that fixed:
+#   MUTANTS_BASE='s/let Some\(first\) = find\(segments, pgoff\) else/let Some(first) = find(segments, pgoff).filter(|_| pages > 0) else/' \
+#       tests/host/mutants.sh
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 DIR=${MUTANTS_DIR:-/tmp/vfio-dmabuf-mutants}
@@ -35,15 +41,16 @@ MUTANTS=(
 	"block-may-start-before|range|s/start >= segment\.pgoff &&//"
 	"order-capped-at-20|range|s/let limit = align\.min\(/let limit = align.min(20).min(/"
 	"order-limit-off-by-one|range|s/align\.min\(63 - segment\.pages\.leading_zeros\(\)\)/align.min(63 - segment.pages.leading_zeros()).saturating_sub(1)/"
-	# runs.
-	"runs-never-merge|range|s/last\.pfn\.checked_add\(last\.pages\) == Some\(pfn\)/last.pfn.checked_add(last.pages) == Some(pfn.wrapping_add(1))/"
+	# runs and for_each_run.
+	"runs-never-merge|range|s/run\.pfn\.checked_add\(run\.pages\) == Some\(piece\.pfn\)/run.pfn.checked_add(run.pages) == Some(piece.pfn.wrapping_add(1))/"
+	"runs-merge-same-start|range|s/Some\(run\) if run\.pfn\.checked_add\(run\.pages\) == Some\(piece\.pfn\)/Some(run) if run.pfn.checked_add(run.pages) == Some(piece.pfn) || run.pfn == piece.pfn/"
 	"runs-ignore-window-end|range|s/\(segment\.pgoff \+ segment\.pages\)\.min\(end\)/segment.pgoff + segment.pages/"
 	"runs-ignore-window-start|range|s/let start = segment\.pgoff\.max\(pgoff\);/let start = segment.pgoff;/"
-	"runs-continue-when-full|range|s/let Some\(slot\) = out\.get_mut\(written\) else \{\n(\s*)break;/let Some(slot) = out.get_mut(written) else {\n\$1continue;/"
-	"runs-stop-when-full|range|s/(for segment in &segments\[first\.\.\] \{\n)/\$1        if written == out.len() { break; }\n/"
+	"runs-one-short-when-full|range|s/if count == max \{/if count + 1 >= max {/"
+	"runs-last-not-extended|range|s/if count == max \{\n(\s*)return count;/if count + 1 == max {\n\$1emit(count, piece);\n\$1return max;/"
+	"runs-drop-last|range|s/if let Some\(run\) = current \{\n\s*emit\(count, run\);\n\s*count \+= 1;\n\s*\}//"
 	"runs-segment-at-end|range|s/if segment\.pgoff >= end/if segment.pgoff > end/"
 	"runs-no-saturation|range|s/pgoff\.saturating_add\(pages\)/pgoff + pages/"
-	"runs-merge-cross-pfn-only|range|s/if last\.pfn\.checked_add\(last\.pages\) == Some\(pfn\) \{/if last.pfn.checked_add(last.pages) == Some(pfn) || last.pfn == pfn {/"
 	# The reference's own greedy and minimal tiling (greedy_is_minimal).
 	"reference-greedy-order-0|reference|s/while self\.is_block\(q, k \+ 1\)/while false \&\& self.is_block(q, k + 1)/"
 	"reference-min-order-0|reference|s/for k in 0\.\.64u32 \{\n(\s*)if !self\.is_block\(i as u64, k\)/for k in 0..1u32 {\n\$1if !self.is_block(i as u64, k)/"

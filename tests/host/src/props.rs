@@ -2,7 +2,8 @@
 //!
 //! Every expectation comes from the raw request through `reference.rs`
 //! (which knows nothing of `range.rs`): the driver's `layout`, `find`,
-//! `pfn_and_order` and `runs` are only ever the side under test. Every
+//! `pfn_and_order` and `for_each_run` (also through `crate::runs`, the
+//! array the exporter fills) are only ever the side under test. Every
 //! property runs each request at every page size the driver may be built
 //! for (`range::TESTED_PAGE_SHIFTS`).
 
@@ -186,6 +187,20 @@ fn driver_runs(segments: &[Segment], pgoff: u64, pages: u64, capacity: usize) ->
     assert!(
         written <= capacity,
         "{written} runs written into {capacity}"
+    );
+    // for_each_run itself hands over the same runs in order, each once.
+    let mut emitted = Vec::new();
+    let count = range::for_each_run(segments, pgoff, pages, capacity, |i, run| {
+        emitted.push((i, run))
+    });
+    assert_eq!(count, written, "for_each_run and runs");
+    assert!(
+        emitted
+            .iter()
+            .enumerate()
+            .all(|(n, &(i, run))| i == n && run == out[n]),
+        "for_each_run emitted {emitted:x?}, runs wrote {:x?}",
+        &out[..written]
     );
     out[..written]
         .iter()
@@ -442,7 +457,7 @@ proptest! {
         }
     }
 
-    /// runs() writes the first `capacity` of the maximal runs the request
+    /// runs writes the first `capacity` of the maximal runs the request
     /// makes of the window, for windows anywhere (across range boundaries,
     /// past the end, empty), ranges that follow on physically (they merge),
     /// overlap or repeat, and any room including 1.
