@@ -1,18 +1,20 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! What the kernel's answers should be, computed from sysfs and from the
-//! driver's own arithmetic (`range.rs`) and the host tests' brute-force
-//! reference (`reference.rs`): the BARs INFO describes, and the page frames,
-//! orders and number of calls of a walk over an exported buffer.
+//! What the kernel's answers should be, computed from sysfs and the raw
+//! request alone: the BARs INFO describes, and the page frames, orders and
+//! number of calls of a walk over an exported buffer, by the host tests'
+//! brute-force reference (`tests/host/src/reference.rs`), which shares
+//! nothing with the driver's arithmetic (`drivers/vfio_dmabuf/range.rs` is
+//! not compiled into the guest tests at all).
 
 use crate::pci::{self, Resource};
-use crate::range::{self, ByteRange, Segment};
+pub(crate) use crate::reference::ByteRange;
+use crate::reference::Request;
+use crate::uapi;
 
 /// The guest kernel's pages (x86-64).
 pub(crate) const PAGE_SHIFT: u32 = 12;
 pub(crate) const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
-use crate::reference;
-use crate::uapi;
 
 /// The description INFO should give of BAR `index`, whose `resource` line is
 /// `bar`: the driver's reading of the `IORESOURCE_*` flags.
@@ -108,32 +110,25 @@ impl From<&uapi::vfio_dmabuf_imp_segment> for Entry {
     }
 }
 
-/// The buffer an export of `ranges` from a BAR should make: its pieces,
-/// as the driver lays them out, over the page frames sysfs gives the BAR.
+/// The buffer an export of `ranges` from a BAR should make, as the
+/// reference reads the request: the BAR's start and size from sysfs, and
+/// the ranges' offsets and lengths.
 #[derive(Clone, Debug)]
 pub(crate) struct Buffer {
-    segments: Vec<Segment>,
+    request: Request,
     pages: u64,
 }
 
 impl Buffer {
     pub(crate) fn new(ranges: &[ByteRange], bar: &Resource) -> Result<Self, String> {
-        let mut segments = vec![
-            Segment {
-                pgoff: 0,
-                pages: 0,
-                pfn: 0,
-            };
-            ranges.len()
-        ];
-        let pages = range::layout(ranges, bar.size(), bar.pfn(), PAGE_SHIFT, &mut segments)
-            .map_err(|e| {
-                format!(
-                    "ranges {ranges:?} do not fit a BAR of {}: {e:?}",
-                    human(bar.size())
-                )
-            })?;
-        Ok(Self { segments, pages })
+        let request = Request::at_address(bar.start, bar.size(), ranges, PAGE_SHIFT);
+        let pages = request.validate().map_err(|e| {
+            format!(
+                "ranges {ranges:x?} do not fit a BAR of {}: {e:?}",
+                human(bar.size())
+            )
+        })?;
+        Ok(Self { request, pages })
     }
 
     /// Size in pages.
@@ -146,16 +141,15 @@ impl Buffer {
         self.pages << PAGE_SHIFT
     }
 
-    /// The pieces, one per range.
-    pub(crate) fn segments(&self) -> &[Segment] {
-        &self.segments
+    /// The buffer pages of each range, in order.
+    pub(crate) fn range_pages(&self) -> Vec<std::ops::Range<u64>> {
+        self.request.range_pages()
     }
 
     /// What `dma_buf_get_pfn()` should answer for buffer page `pgoff`: the
     /// page frame and `max_order`; `None` past the end.
     pub(crate) fn get_pfn(&self, pgoff: u64) -> Option<(u64, u32)> {
-        let index = range::find(&self.segments, pgoff)?;
-        Some(range::pfn_and_order(&self.segments[index], pgoff))
+        self.request.get_pfn(pgoff)
     }
 
     /// The table of a walk that steps by `2^max_order` pages: from each
@@ -175,7 +169,7 @@ impl Buffer {
     pub(crate) fn walk_pages(&self) -> Vec<Entry> {
         (0..self.pages)
             .filter_map(|pgoff| {
-                self.get_pfn(pgoff).map(|(pfn, _)| Entry {
+                self.request.pfn(pgoff).map(|pfn| Entry {
                     pgoff,
                     pfn,
                     order: 0,
@@ -185,10 +179,9 @@ impl Buffer {
     }
 
     /// The number of blocks of the greedy aligned decomposition of the
-    /// buffer (SPEC §2), by the host tests' reference: the fewest calls a
-    /// walk may make.
+    /// buffer (SPEC §2): the fewest calls a walk may make.
     pub(crate) fn greedy_blocks(&self) -> u64 {
-        self.segments.iter().map(reference::greedy_blocks).sum()
+        self.request.greedy_blocks()
     }
 }
 
@@ -246,13 +239,13 @@ pub(crate) fn compare(table: &[Entry], expected: &[Entry]) -> Result<(), String>
 }
 
 /// Buffer pages worth asking about one by one: the first and last page of
-/// each piece, and `count` more drawn from a fixed seed, so that a failure
+/// each range, and `count` more drawn from a fixed seed, so that a failure
 /// repeats.
 pub(crate) fn sample_pages(buffer: &Buffer, count: usize) -> Vec<u64> {
     let mut pages: Vec<u64> = buffer
-        .segments()
+        .range_pages()
         .iter()
-        .flat_map(|s| [s.pgoff, s.pgoff + s.pages - 1])
+        .flat_map(|r| [r.start, r.end - 1])
         .collect();
     // xorshift64*: enough to scatter the pages, and the same on every run.
     let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -373,6 +366,40 @@ mod tests {
             }
         );
         assert_eq!(buffer.get_pfn(517), None);
+    }
+
+    #[test]
+    fn later_ranges_map_from_their_own_offsets() {
+        // edu's BAR at frame 0xfea00: BAR pages 1..4, then 8..16. Buffer
+        // page 3 is BAR page 8; P - O is odd in both ranges: order 0.
+        let edu = bar(0xfea0_0000, MIB, 0x200);
+        let buffer =
+            Buffer::new(&ranges(&[(PAGE, 3 * PAGE), (8 * PAGE, 8 * PAGE)]), &edu).expect("fits");
+        assert_eq!(buffer.pages(), 11);
+        assert_eq!(buffer.get_pfn(2), Some((0xfea03, 0)));
+        assert_eq!(buffer.get_pfn(3), Some((0xfea08, 0)));
+        assert_eq!(buffer.get_pfn(10), Some((0xfea0f, 0)));
+        assert_eq!(buffer.get_pfn(11), None);
+        assert_eq!(buffer.range_pages(), [0..3, 3..11]);
+        assert_eq!(buffer.walk().len(), 11);
+        assert_eq!(buffer.greedy_blocks(), 11);
+        // Two ranges whose frames follow on: each is its own block (a block
+        // lies inside one range), even though together they would be an
+        // aligned 4-page block.
+        let buffer =
+            Buffer::new(&ranges(&[(0, 2 * PAGE), (2 * PAGE, 2 * PAGE)]), &edu).expect("fits");
+        let entry = |pgoff, pfn, order| Entry { pgoff, pfn, order };
+        assert_eq!(buffer.walk(), [entry(0, 0xfea00, 1), entry(2, 0xfea02, 1)]);
+        assert_eq!(buffer.greedy_blocks(), 2);
+        assert_eq!(
+            buffer.walk_pages(),
+            [
+                entry(0, 0xfea00, 0),
+                entry(1, 0xfea01, 0),
+                entry(2, 0xfea02, 0),
+                entry(3, 0xfea03, 0)
+            ]
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use crate::range::ByteRange;
+use crate::expect::ByteRange;
 use crate::sys;
 use crate::uapi::{self, Uapi};
 

@@ -2,16 +2,16 @@
 
 //! Exports that must succeed, followed through the importer: the dma-buf's
 //! size, the import, a walk by `max_order` whose every entry is checked
-//! against sysfs and the driver's arithmetic, and single page frame queries.
+//! against what the reference computes from sysfs and the request, and
+//! single page frame queries.
 
 use std::os::fd::{AsFd, OwnedFd};
 
 use super::{case, ensure, must, refused, Case, Context, Failure, Outcome, Shared, Which};
-use crate::expect::{self, ranges, Buffer, PAGE};
+use crate::expect::{self, ranges, Buffer, ByteRange, PAGE};
 use crate::exporter::ExportRequest;
 use crate::importer::Importer;
 use crate::pci::Resource;
-use crate::range::ByteRange;
 use crate::sys;
 use crate::uapi;
 
@@ -224,10 +224,10 @@ pub(super) struct CheckedWalk {
 }
 
 /// Walks the buffer by `max_order` and checks the table: it tiles the
-/// buffer, every entry is the page frame and order the driver's arithmetic
-/// gives over the BAR's sysfs address, the walk made one call per entry,
-/// and no more than the greedy aligned decomposition has blocks. For a
-/// whole BAR aligned to its size (`whole_bar`), that is one block.
+/// buffer, every entry is the page frame and order the reference computes
+/// from the BAR's sysfs address and the ranges, the walk made one call per
+/// entry, and no more than the greedy aligned decomposition has blocks. For
+/// a whole BAR aligned to its size (`whole_bar`), that is one block.
 pub(super) fn check_walk(
     importer: &Importer,
     buffer: &Buffer,
@@ -288,8 +288,8 @@ fn check_fresh_counters(importer: &Importer, walk: &CheckedWalk) -> Outcome {
     Ok(())
 }
 
-/// GET_PFN at the first and last page of each piece and at sampled pages
-/// answers the page frame and `max_order` of the driver's arithmetic.
+/// GET_PFN at the first and last page of each range and at sampled pages
+/// answers the page frame and `max_order` the reference computes.
 pub(super) fn check_get_pfn(importer: &Importer, buffer: &Buffer) -> Outcome {
     let mut mismatches = Vec::new();
     let pages = expect::sample_pages(buffer, SAMPLES);

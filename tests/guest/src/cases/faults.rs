@@ -176,7 +176,7 @@ pub(super) fn cases() -> Vec<Case> {
     ]
 }
 
-fn slice() -> Vec<crate::range::ByteRange> {
+fn slice() -> Vec<crate::expect::ByteRange> {
     ranges(&[
         (3 * PAGE, 5 * PAGE),
         ((1 << 20) + 7 * PAGE, 3 << 20),

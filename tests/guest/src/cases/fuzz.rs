@@ -4,8 +4,9 @@
 //! character devices (export, import, walk, get_pfn, counters, revoke,
 //! restore, close, unknown requests), each checked against a model of what
 //! the call must do: the state of every BAR, the buffers and imports alive,
-//! and the reference arithmetic (`range.rs`) for every table and page
-//! frame. The seed is printed; `VFIO_DMABUF_FUZZ_SEED` replays one.
+//! and the reference arithmetic (`tests/host/src/reference.rs`, from the raw
+//! request) for every table and page frame. The seed is printed;
+//! `VFIO_DMABUF_FUZZ_SEED` replays one.
 
 use std::os::fd::{AsFd, OwnedFd};
 

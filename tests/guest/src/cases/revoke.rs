@@ -139,7 +139,7 @@ pub(super) fn exporter(ctx: &Context) -> Result<&crate::exporter::Exporter, Fail
 }
 
 /// The whole of edu's BAR0.
-pub(super) fn whole(ctx: &Context) -> Result<Vec<crate::range::ByteRange>, Failure> {
+pub(super) fn whole(ctx: &Context) -> Result<Vec<crate::expect::ByteRange>, Failure> {
     let bar = ctx.device(Which::Edu)?.bar(BAR);
     Ok(ranges(&[(0, bar.size())]))
 }

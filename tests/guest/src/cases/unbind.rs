@@ -21,7 +21,7 @@ use crate::sys;
 /// The BAR exported: ivshmem's shared memory.
 const BAR: u32 = 2;
 
-fn exported_ranges() -> Vec<crate::range::ByteRange> {
+fn exported_ranges() -> Vec<crate::expect::ByteRange> {
     ranges(&[(0, 2 << 20), (PAGE, PAGE)])
 }
 
