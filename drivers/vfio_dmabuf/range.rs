@@ -206,7 +206,7 @@ pub(crate) fn for_each_run(
     let Some(first) = find(segments, pgoff) else {
         return 0;
     };
-    if max == 0 {
+    if max == 0 || pages == 0 {
         return 0;
     }
     let end = pgoff.saturating_add(pages);
