@@ -14,6 +14,6 @@ RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
 	cargo build --release -q --manifest-path "$REPO/Cargo.toml" --target "$host" \
 	-p vfio-dmabuf -p vfio-dmabuf-guest-tests
 mkdir -p "$REPO/build/bin"
-for program in vfio-dmabuf guest-tests; do
+for program in vfio-dmabuf vfio-dmabuf-bench guest-tests; do
 	cp -f "$REPO/target/$host/release/$program" "$REPO/build/bin/$program"
 done

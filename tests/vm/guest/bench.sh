@@ -5,7 +5,7 @@
 set -eu
 dir=$VM_OUT/bench
 mkdir -p "$dir"
-tool=build/bin/vfio-dmabuf
+tool=build/bin/vfio-dmabuf-bench
 insmod drivers/vfio_dmabuf/vfio_dmabuf.ko
 insmod tests/importer/vfio_dmabuf_importer.ko
 for d in /sys/bus/pci/devices/*; do
@@ -24,7 +24,7 @@ bench() {
 	local name=$1 device=$2 bar=$3 repeat=$4
 	shift 4
 	echo "bench: $name"
-	$tool --json bench "$device" --bar "$bar" --repeat "$repeat" --max-pages $((1 << 22)) "$@" \
+	$tool --json walk "$device" --bar "$bar" --repeat "$repeat" --max-pages $((1 << 22)) "$@" \
 		>"$dir/$name.json"
 }
 bench ivshmem-1G-whole "$ivshmem" 2 5 whole
@@ -34,11 +34,14 @@ bench testdev-slice "$testdev" 2 3 0x3000:0x7fffd000 0x80001000:0x3ffff000
 for size in 64K 1M 16M 256M; do
 	bench "ivshmem-$size" "$ivshmem" 2 5 "0:$size"
 done
+# 256 runs: one page at every other page of the BAR, for the range call's
+# cost per run once a call returns 64 runs or more.
+bench ivshmem-256-runs "$ivshmem" 2 5 $(for i in $(seq 0 255); do printf '%#x:4K ' $((i * 0x2000)); done)
 echo "bench: revoke with 0, 1, 16, 256 and 1024 attachments"
-$tool --json bench-revoke "$ivshmem" --bar 2 --attachments 0,1,16,256,1024 --repeat 11 >"$VM_OUT/bench-revoke.json"
+$tool --json revoke "$ivshmem" --bar 2 --attachments 0,1,16,256,1024 --repeat 11 >"$VM_OUT/bench-revoke.json"
 echo "bench: export"
-$tool --json bench-export "$ivshmem" --bar 2 --repeat 101 0:4K >"$VM_OUT/bench-export-1range.json"
-$tool --json bench-export "$ivshmem" --bar 2 --repeat 101 0x5000:0x1ff000 0x201000:0x3ff000 0x3ffff000:4K \
+$tool --json export "$ivshmem" --bar 2 --repeat 101 0:4K >"$VM_OUT/bench-export-1range.json"
+$tool --json export "$ivshmem" --bar 2 --repeat 101 0x5000:0x1ff000 0x201000:0x3ff000 0x3ffff000:4K \
 	>"$VM_OUT/bench-export-3ranges.json"
 rmmod vfio_dmabuf_importer vfio_dmabuf
 
@@ -72,7 +75,7 @@ peer() {
 	local name=$1 device=$2 bar=$3 repeat=$4
 	shift 4
 	echo "bench: peer $name"
-	$tool --json bench-peer "$device" --bar "$bar" --client "$client" --repeat "$repeat" "$@" \
+	$tool --json peer "$device" --bar "$bar" --client "$client" --repeat "$repeat" "$@" \
 		>"$dir/peer-$name.json"
 }
 peer ivshmem-1G-whole "$ivshmem" 2 5 whole
@@ -83,10 +86,10 @@ for size in 64K 1M 16M 256M; do
 	peer "ivshmem-$size" "$ivshmem" 2 5 "0:$size"
 done
 echo "bench: peer revoke and export"
-$tool --json bench-peer "$ivshmem" --bar 2 --client "$client" --repeat 11 \
+$tool --json peer "$ivshmem" --bar 2 --client "$client" --repeat 11 \
 	--attachments 0,1,16,256,1024 0:4K >"$VM_OUT/bench-peer-revoke.json"
-$tool --json bench-peer "$ivshmem" --bar 2 --client "$client" --repeat 101 0:4K \
+$tool --json peer "$ivshmem" --bar 2 --client "$client" --repeat 101 0:4K \
 	>"$VM_OUT/bench-peer-export-1range.json"
-$tool --json bench-peer "$ivshmem" --bar 2 --client "$client" --repeat 101 \
+$tool --json peer "$ivshmem" --bar 2 --client "$client" --repeat 101 \
 	0x5000:0x1ff000 0x201000:0x3ff000 0x3ffff000:4K >"$VM_OUT/bench-peer-export-3ranges.json"
 rmmod vfio_dmabuf_peer

@@ -3,7 +3,7 @@
 
 Runs after tool.py (which unloads our modules): binds ivshmem to upstream
 vfio-pci in no-IOMMU mode, loads the scatterlist importer (tests/peer), and
-runs `vfio-dmabuf bench-peer` with the function itself as the client (the
+runs `vfio-dmabuf-bench peer` with the function itself as the client (the
 kernel maps a function's own BAR by bus address). `make bench` uses the same
 code with a client behind a PCIe switch; here it runs under lockdep, KASAN
 and kmemleak, and its results are checked rather than timed.
@@ -14,6 +14,8 @@ import subprocess
 import sys
 
 from tool import TOOL, check, function, run_cases
+
+BENCH = TOOL + "-bench"
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from bench_report import greedy_blocks  # noqa: E402  (tests/vm)
@@ -30,10 +32,10 @@ def case(name):
 
 
 def bench_peer(*args):
-    p = subprocess.run([TOOL, "--json", "bench-peer", ivshmem, "--bar", "2", "--client", ivshmem,
+    p = subprocess.run([BENCH, "--json", "peer", ivshmem, "--bar", "2", "--client", ivshmem,
                         "--repeat", "3", "--latency-loops", "100", *args], capture_output=True, text=True, timeout=300)
     if p.returncode != 0:
-        raise AssertionError(f"bench-peer {' '.join(args)}: exit {p.returncode}: {p.stderr.strip()}")
+        raise AssertionError(f"vfio-dmabuf-bench peer {' '.join(args)}: exit {p.returncode}: {p.stderr.strip()}")
     return json.loads(p.stdout)
 
 

@@ -22,7 +22,7 @@ use crate::uapi;
 ///
 /// `arg` must be valid for every read and write the kernel makes for
 /// `request` on `file`, for the duration of the call.
-pub(crate) unsafe fn ioctl<T>(
+pub unsafe fn ioctl<T>(
     file: &File,
     path: &Path,
     request: u32,
@@ -38,11 +38,11 @@ pub(crate) unsafe fn ioctl<T>(
 }
 
 /// Where the driver's character devices appear.
-pub(crate) const DEV_DIR: &str = "/dev/vfio-dmabuf";
+pub const DEV_DIR: &str = "/dev/vfio-dmabuf";
 
 /// Resolves what the user named: a path (anything with a `/`) as it is, a
 /// bare PCI address such as `0000:00:03.0` under [`DEV_DIR`].
-pub(crate) fn resolve(name: &Path) -> PathBuf {
+pub fn resolve(name: &Path) -> PathBuf {
     if name.as_os_str().as_bytes().contains(&b'/') {
         name.to_owned()
     } else {
@@ -52,7 +52,7 @@ pub(crate) fn resolve(name: &Path) -> PathBuf {
 
 /// Every character device in [`DEV_DIR`], sorted by name. No directory means
 /// no function is bound, which is not an error.
-pub(crate) fn all() -> Result<Vec<PathBuf>, Error> {
+pub fn all() -> Result<Vec<PathBuf>, Error> {
     let dir = Path::new(DEV_DIR);
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -79,14 +79,14 @@ pub(crate) fn all() -> Result<Vec<PathBuf>, Error> {
 }
 
 /// An open character device of one bound function.
-pub(crate) struct Device {
+pub struct Device {
     path: PathBuf,
     file: File,
 }
 
 impl Device {
     /// Opens the device read-write, as VFIO device files are opened.
-    pub(crate) fn open(path: &Path) -> Result<Self, Error> {
+    pub fn open(path: &Path) -> Result<Self, Error> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -108,13 +108,13 @@ impl Device {
     }
 
     /// The device's path.
-    pub(crate) fn path(&self) -> &Path {
+    pub fn path(&self) -> &Path {
         &self.path
     }
 
     /// The function's PCI address, taken from the device's name (the name
     /// of the node, when the path is a symbolic link to it).
-    pub(crate) fn address(&self) -> String {
+    pub fn address(&self) -> String {
         let real = fs::canonicalize(&self.path).unwrap_or_else(|_| self.path.clone());
         real.file_name()
             .map(|name| name.to_string_lossy().into_owned())
@@ -122,7 +122,7 @@ impl Device {
     }
 
     /// `VFIO_DMABUF_INFO`: the function's BARs.
-    pub(crate) fn info(&self) -> Result<uapi::vfio_dmabuf_info, Error> {
+    pub fn info(&self) -> Result<uapi::vfio_dmabuf_info, Error> {
         let mut info = uapi::vfio_dmabuf_info {
             argsz: uapi::argsz::<uapi::vfio_dmabuf_info>(),
             ..Default::default()
@@ -145,7 +145,7 @@ impl Device {
 
     /// `VFIO_DMABUF_EXPORT`: `ranges` of BAR `bar` as a new dma-buf, open
     /// read-write and close-on-exec.
-    pub(crate) fn export(&self, bar: u32, ranges: &[Range]) -> Result<OwnedFd, Error> {
+    pub fn export(&self, bar: u32, ranges: &[Range]) -> Result<OwnedFd, Error> {
         let mut words = export_argument(bar, ranges).ok_or_else(|| {
             Error::invalid(
                 &self.path,
@@ -170,12 +170,12 @@ impl Device {
     }
 
     /// `VFIO_DMABUF_REVOKE` of BAR `bar`.
-    pub(crate) fn revoke(&self, bar: u32) -> Result<(), Error> {
+    pub fn revoke(&self, bar: u32) -> Result<(), Error> {
         self.change_state(uapi::VFIO_DMABUF_REVOKE, "VFIO_DMABUF_REVOKE", bar)
     }
 
     /// `VFIO_DMABUF_RESTORE` of BAR `bar`.
-    pub(crate) fn restore(&self, bar: u32) -> Result<(), Error> {
+    pub fn restore(&self, bar: u32) -> Result<(), Error> {
         self.change_state(uapi::VFIO_DMABUF_RESTORE, "VFIO_DMABUF_RESTORE", bar)
     }
 
@@ -234,7 +234,7 @@ fn export_argument(bar: u32, ranges: &[Range]) -> Option<Vec<u64>> {
 }
 
 /// The kernel's page size, the unit of the uAPI's ranges and page frames.
-pub(crate) fn page_size() -> u64 {
+pub fn page_size() -> u64 {
     // SAFETY: sysconf has no preconditions.
     let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     u64::try_from(size).unwrap_or(4096)

@@ -12,7 +12,7 @@ use vfio_dmabuf_uapi::errno_name;
 
 /// A failed subcommand.
 #[derive(Debug)]
-pub(crate) enum Error {
+pub enum Error {
     /// A system call on a file failed: which file, what was done, and the
     /// error the kernel returned.
     Os {
@@ -29,7 +29,7 @@ pub(crate) enum Error {
 }
 
 impl Error {
-    pub(crate) fn os(path: &Path, op: &'static str, err: io::Error) -> Self {
+    pub fn os(path: &Path, op: &'static str, err: io::Error) -> Self {
         Self::Os {
             path: path.to_owned(),
             op,
@@ -39,14 +39,14 @@ impl Error {
     }
 
     /// Adds what to check to a failed system call.
-    pub(crate) fn with_hint(mut self, text: &'static str) -> Self {
+    pub fn with_hint(mut self, text: &'static str) -> Self {
         if let Self::Os { hint, .. } = &mut self {
             *hint = Some(text);
         }
         self
     }
 
-    pub(crate) fn invalid(path: &Path, message: impl Into<String>) -> Self {
+    pub fn invalid(path: &Path, message: impl Into<String>) -> Self {
         Self::Invalid {
             path: path.to_owned(),
             message: message.into(),
@@ -54,7 +54,7 @@ impl Error {
     }
 
     /// The errno of a failed system call.
-    pub(crate) fn raw_os_error(&self) -> Option<i32> {
+    pub fn raw_os_error(&self) -> Option<i32> {
         match self {
             Self::Os { err, .. } => err.raw_os_error(),
             Self::Invalid { .. } => None,

@@ -18,26 +18,26 @@ use crate::uapi;
 
 /// The environment variable that tells `--exec`'s command the number of the
 /// dma-buf's file descriptor.
-pub(crate) const FD_VARIABLE: &str = "VFIO_DMABUF_FD";
+pub const FD_VARIABLE: &str = "VFIO_DMABUF_FD";
 
 /// A dma-buf the tool exported, and what it was exported from.
-pub(crate) struct Exported {
+pub struct Exported {
     /// The exporter's character device.
-    pub(crate) path: PathBuf,
+    pub path: PathBuf,
     /// The function's PCI address.
-    pub(crate) address: String,
-    pub(crate) bar: u32,
+    pub address: String,
+    pub bar: u32,
     /// The BAR's size in bytes.
-    pub(crate) bar_size: u64,
+    pub bar_size: u64,
     /// The slices of the BAR, in buffer order.
-    pub(crate) ranges: Vec<Range>,
+    pub ranges: Vec<Range>,
     /// The dma-buf, read-write and close-on-exec.
-    pub(crate) dmabuf: OwnedFd,
+    pub dmabuf: OwnedFd,
 }
 
 /// The size of BAR `bar` of `device`, after checking with
 /// `VFIO_DMABUF_INFO` that it is a memory BAR, the only kind with exports.
-pub(crate) fn memory_bar(device: &Device, bar: u32) -> Result<u64, Error> {
+pub fn memory_bar(device: &Device, bar: u32) -> Result<u64, Error> {
     let info = device.info()?;
     let entry = info
         .bars
@@ -68,7 +68,7 @@ pub(crate) fn memory_bar(device: &Device, bar: u32) -> Result<u64, Error> {
 /// Exports `ranges` of BAR `bar` (the whole BAR when there are none) from
 /// the device `name` (a path or a PCI address), after checking them against
 /// the BAR as the kernel will.
-pub(crate) fn export(name: &Path, bar: u32, ranges: &[RangeArg]) -> Result<Exported, Error> {
+pub fn export(name: &Path, bar: u32, ranges: &[RangeArg]) -> Result<Exported, Error> {
     let path = device::resolve(name);
     let device = Device::open(&path)?;
     let bar_size = memory_bar(&device, bar)?;
@@ -96,7 +96,7 @@ pub(crate) fn export(name: &Path, bar: u32, ranges: &[RangeArg]) -> Result<Expor
 /// for it. Its exit status is the tool's: its code, 128 plus the signal
 /// that killed it, or, as `env` does, 127 when the program is not found and
 /// 126 when it cannot run.
-pub(crate) fn exec(exported: &Exported, command: &[OsString]) -> ExitCode {
+pub fn exec(exported: &Exported, command: &[OsString]) -> ExitCode {
     let Some((program, args)) = command.split_first() else {
         eprintln!("vfio-dmabuf: --exec: no command");
         return ExitCode::from(2);

@@ -16,11 +16,11 @@ use crate::error::Error;
 use crate::uapi;
 
 /// The importer's device.
-pub(crate) const NODE: &str = "/dev/vfio-dmabuf-importer";
+pub const NODE: &str = "/dev/vfio-dmabuf-importer";
 
 /// How a walk steps through the buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Step {
+pub enum Step {
     /// One call per block of `2^max_order` pages, as the exporter allows.
     MaxOrder,
     /// One call per page (`VFIO_DMABUF_IMP_WALK_PAGES`).
@@ -46,7 +46,7 @@ impl Step {
     }
 
     /// The name the output gives the walk.
-    pub(crate) fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Self::MaxOrder => "max_order",
             Self::Pages => "pages",
@@ -55,7 +55,7 @@ impl Step {
     }
 
     /// The kernel call a walk of this kind makes.
-    pub(crate) fn call(self) -> &'static str {
+    pub fn call(self) -> &'static str {
         match self {
             Self::MaxOrder | Self::Pages => "dma_buf_get_pfn_unlocked()",
             Self::Runs(_) => "dma_buf_get_phys_vec_unlocked()",
@@ -65,25 +65,25 @@ impl Step {
 
 /// What one walk reports.
 #[derive(Debug)]
-pub(crate) struct Walk {
+pub struct Walk {
     /// The importer's table, when asked for.
-    pub(crate) table: Vec<uapi::vfio_dmabuf_imp_segment>,
+    pub table: Vec<uapi::vfio_dmabuf_imp_segment>,
     /// The entries of the importer's table.
-    pub(crate) segments: u32,
+    pub segments: u32,
     /// `dma_buf_get_pfn_unlocked()` or `dma_buf_get_phys_vec_unlocked()`
     /// calls made.
-    pub(crate) calls: u64,
+    pub calls: u64,
     /// Time the walk took in the kernel.
-    pub(crate) nanoseconds: u64,
+    pub nanoseconds: u64,
 }
 
 /// One open file of the importer: one import.
-pub(crate) struct Importer {
+pub struct Importer {
     file: File,
 }
 
 impl Importer {
-    pub(crate) fn open() -> Result<Self, Error> {
+    pub fn open() -> Result<Self, Error> {
         let path = Path::new(NODE);
         let file = OpenOptions::new()
             .read(true)
@@ -104,7 +104,7 @@ impl Importer {
 
     /// `VFIO_DMABUF_IMP_IMPORT`: attaches to `dmabuf`; the buffer's size in
     /// bytes.
-    pub(crate) fn import(&self, dmabuf: BorrowedFd<'_>) -> Result<u64, Error> {
+    pub fn import(&self, dmabuf: BorrowedFd<'_>) -> Result<u64, Error> {
         let mut arg = uapi::vfio_dmabuf_imp_import {
             argsz: uapi::argsz::<uapi::vfio_dmabuf_imp_import>(),
             fd: dmabuf.as_raw_fd(),
@@ -167,12 +167,12 @@ impl Importer {
     }
 
     /// The importer file, for mmap().
-    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+    pub fn fd(&self) -> BorrowedFd<'_> {
         self.file.as_fd()
     }
 
     /// `VFIO_DMABUF_IMP_COUNTERS`.
-    pub(crate) fn counters(&self) -> Result<uapi::vfio_dmabuf_imp_counters, Error> {
+    pub fn counters(&self) -> Result<uapi::vfio_dmabuf_imp_counters, Error> {
         let mut arg = uapi::vfio_dmabuf_imp_counters {
             argsz: uapi::argsz::<uapi::vfio_dmabuf_imp_counters>(),
             ..Default::default()
@@ -196,7 +196,7 @@ impl Importer {
     /// of page `pgoff`, as many range calls over the whole buffer with room
     /// for `capacity` runs (none if 0), and as many reservation lock/unlock
     /// pairs.
-    pub(crate) fn bench(
+    pub fn bench(
         &self,
         pgoff: u64,
         loops: u32,
@@ -226,14 +226,14 @@ impl Importer {
 
     /// Walks the buffer and counts the table without copying it out, for
     /// timing.
-    pub(crate) fn walk_counted(&self, step: Step) -> Result<Walk, Error> {
+    pub fn walk_counted(&self, step: Step) -> Result<Walk, Error> {
         self.walk_once(step, 0)
     }
 
     /// Walks the buffer and copies out the whole table. `expected` entries
     /// make the first guess at the room needed; a table that turns out
     /// larger is walked again with the room it needs.
-    pub(crate) fn walk_table(&self, step: Step, expected: usize) -> Result<Walk, Error> {
+    pub fn walk_table(&self, step: Step, expected: usize) -> Result<Walk, Error> {
         let mut room = expected.max(1);
         loop {
             let walk = self.walk_once(step, room)?;

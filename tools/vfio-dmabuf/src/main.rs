@@ -2,25 +2,28 @@
 
 //! `vfio-dmabuf`: a command-line tool over the vfio_dmabuf uAPI
 //! (`include/uapi/linux/vfio_dmabuf.h`) and the test importer's
-//! (`include/uapi/linux/vfio_dmabuf_importer.h`): list the bound functions
-//! and their BARs, export BAR slices as dma-bufs, walk them through the
-//! importer, read and write device memory through its mapping, time the
-//! walks, revoke and restore.
+//! (`tests/importer/vfio_dmabuf_importer.h`): list the bound functions and
+//! their BARs, export BAR slices as dma-bufs, walk them through the
+//! importer, read and write device memory through its mapping, revoke and
+//! restore. The benchmarks are another program, `vfio-dmabuf-bench`.
 
 mod access;
-mod bench;
-mod device;
-mod error;
-mod export;
-mod importer;
 mod list;
-mod output;
-mod peer;
-mod size;
 mod state;
-mod sysfs;
-mod uapi;
 mod walk;
+
+// The shared code, under the names the modules use.
+use vfio_dmabuf::{
+    cli::BarArgs,
+    device,
+    error,
+    export,
+    importer,
+    output,
+    size,
+    sysfs,
+    uapi, //
+};
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -88,74 +91,6 @@ enum Command {
     Revoke(BarArgs),
     /// Make a BAR's exports live again after `revoke` or a function reset.
     Restore(BarArgs),
-    /// Time the importer's walks of one dma-buf, by max_order and page by
-    /// page.
-    ///
-    /// Exports once, imports into the test importer, and walks R times each
-    /// way, as the importer times its walks in the kernel. Page-by-page
-    /// walks are skipped for buffers of more than --max-pages pages.
-    Bench(BenchArgs),
-    /// Time REVOKE of a BAR with 1, 16, 256... importers attached to one of
-    /// its buffers (per attachment: the median over the count).
-    BenchRevoke(BenchRevokeArgs),
-    /// Time EXPORT of slices of a BAR (and the close of the new dma-buf).
-    BenchExport(BenchArgs),
-    /// Time upstream vfio-pci's dma-buf path on a function bound to
-    /// vfio-pci: VFIO_DEVICE_FEATURE_DMA_BUF, the benchmarks' scatterlist
-    /// importer (/dev/vfio-dmabuf-peer) mapping it for a PCI client and
-    /// walking the scatterlist, and the revoke when memory decoding is
-    /// turned off, with 1, 16, 256... mapped attachments.
-    BenchPeer(BenchPeerArgs),
-}
-
-#[derive(Args, Debug)]
-struct BenchPeerArgs {
-    /// The function bound to vfio-pci, by PCI address.
-    address: String,
-    /// The BAR, 0 to 5.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..6))]
-    bar: u32,
-    /// The PCI function the importer maps for, by PCI address.
-    #[arg(long, value_name = "ADDRESS")]
-    client: String,
-    /// Slices of the BAR, as for `export`; the whole BAR when none is given.
-    #[arg(value_name = "RANGE")]
-    ranges: Vec<RangeArg>,
-    /// Attachment counts for the revoke, comma-separated (none: no revoke);
-    /// 0 times the memory-decoding toggle with no dma-buf.
-    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u32).range(0..=4096))]
-    attachments: Vec<u32>,
-    /// Walks, exports and revokes per count.
-    #[arg(long, value_name = "R", default_value_t = 10,
-          value_parser = clap::value_parser!(u32).range(1..))]
-    repeat: u32,
-    /// Map/unmap and lock/unlock pairs timed for the per-call latency.
-    #[arg(long, value_name = "N", default_value_t = bench::LATENCY_LOOPS,
-          value_parser = clap::value_parser!(u32).range(1..=1 << 24))]
-    latency_loops: u32,
-}
-
-#[derive(Args, Debug)]
-struct BenchRevokeArgs {
-    #[command(flatten)]
-    target: BarArgs,
-    /// Attachment counts, comma-separated.
-    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 16, 256, 1024])]
-    attachments: Vec<usize>,
-    /// REVOKEs per count.
-    #[arg(long, value_name = "R", default_value_t = 10,
-          value_parser = clap::value_parser!(u32).range(1..))]
-    repeat: u32,
-}
-
-/// A BAR of a bound function.
-#[derive(Args, Debug)]
-struct BarArgs {
-    /// The function: its PCI address (0000:01:00.0), or its device's path.
-    device: PathBuf,
-    /// The BAR, 0 to 5.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..6))]
-    bar: u32,
 }
 
 #[derive(Args, Debug)]
@@ -204,22 +139,6 @@ struct WalkMode {
     /// (dma_buf_get_phys_vec_unlocked()), N runs a call.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
     runs: Option<u32>,
-}
-
-#[derive(Args, Debug)]
-struct BenchArgs {
-    #[command(flatten)]
-    target: BarArgs,
-    /// Slices of the BAR, as for `export`; the whole BAR when none is given.
-    #[arg(value_name = "RANGE")]
-    ranges: Vec<RangeArg>,
-    /// Walks of each kind.
-    #[arg(long, value_name = "R", default_value_t = 10,
-          value_parser = clap::value_parser!(u32).range(1..))]
-    repeat: u32,
-    /// Skip the page-by-page walks of a buffer of more pages than this.
-    #[arg(long, value_name = "PAGES", default_value_t = bench::MAX_PAGES_BY_PAGE)]
-    max_pages: u64,
 }
 
 #[derive(Args, Debug)]
@@ -301,46 +220,6 @@ fn run(command: Command, json: bool) -> Result<ExitCode, Error> {
         }
         Command::Restore(args) => {
             state::run(&args.device, args.bar, State::Live, json)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Bench(args) => {
-            let exported = export::export(&args.target.device, args.target.bar, &args.ranges)?;
-            bench::run(&exported, args.repeat, args.max_pages, json)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::BenchRevoke(args) => {
-            let exported = export::export(
-                &args.target.device,
-                args.target.bar,
-                &[RangeArg::Slice {
-                    offset: 0,
-                    length: 4096,
-                }],
-            )?;
-            bench::revoke(&exported, &args.attachments, args.repeat, json)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::BenchExport(args) => {
-            bench::export(
-                &args.target.device,
-                args.target.bar,
-                &args.ranges,
-                args.repeat,
-                json,
-            )?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::BenchPeer(args) => {
-            let plan = peer::Plan {
-                address: &args.address,
-                bar: args.bar,
-                client: &args.client,
-                ranges: &args.ranges,
-                attachments: &args.attachments,
-                repeat: args.repeat,
-                latency_loops: args.latency_loops,
-            };
-            peer::run(&plan, json)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Peek(args) => {
@@ -511,10 +390,6 @@ mod tests {
                 clap::error::ErrorKind::MissingRequiredArgument,
             ),
             (
-                &["bench", "0000:00:03.0", "--bar", "0", "--repeat", "0"],
-                clap::error::ErrorKind::ValueValidation,
-            ),
-            (
                 &["revoke", "0000:00:03.0"],
                 clap::error::ErrorKind::MissingRequiredArgument,
             ),
@@ -527,7 +402,7 @@ mod tests {
     }
 
     #[test]
-    fn walk_bench_and_state_arguments() {
+    fn walk_and_state_arguments() {
         let cli =
             parse(&["walk", "0000:00:03.0", "--bar", "0", "whole", "--pages"]).expect("parses");
         let Command::Walk(args) = cli.command else {
@@ -535,34 +410,6 @@ mod tests {
         };
         assert_eq!(args.ranges, [RangeArg::Whole]);
         assert!(args.walk.pages);
-
-        let cli = parse(&["bench", "0000:00:03.0", "--bar", "2"]).expect("parses");
-        let Command::Bench(args) = cli.command else {
-            panic!("not bench");
-        };
-        assert_eq!(args.repeat, 10);
-        assert!(args.ranges.is_empty());
-        let cli = parse(&[
-            "bench",
-            "0000:00:03.0",
-            "--bar",
-            "2",
-            "--repeat",
-            "3",
-            "0:1G",
-        ])
-        .expect("parses");
-        let Command::Bench(args) = cli.command else {
-            panic!("not bench");
-        };
-        assert_eq!(args.repeat, 3);
-        assert_eq!(
-            args.ranges,
-            [RangeArg::Slice {
-                offset: 0,
-                length: 1 << 30
-            }]
-        );
 
         let cli =
             parse(&["restore", "/dev/vfio-dmabuf/0000:00:03.0", "--bar", "4"]).expect("parses");

@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::error::Error;
 
 /// Prints `value` as pretty JSON when `json`, else as `text` writes it.
-pub(crate) fn print<T: Serialize>(
+pub fn print<T: Serialize>(
     json: bool,
     value: &T,
     text: impl FnOnce(&mut dyn Write, &T) -> io::Result<()>,

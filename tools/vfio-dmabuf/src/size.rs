@@ -10,7 +10,7 @@ use serde::Serialize;
 
 /// A slice of a BAR as the user names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum RangeArg {
+pub enum RangeArg {
     /// `whole`: the BAR from its first byte to its last.
     Whole,
     /// `offset:length`, in bytes.
@@ -38,9 +38,9 @@ impl FromStr for RangeArg {
 
 /// A byte range of a BAR, resolved against its size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub(crate) struct Range {
-    pub(crate) offset: u64,
-    pub(crate) length: u64,
+pub struct Range {
+    pub offset: u64,
+    pub length: u64,
 }
 
 impl fmt::Display for Range {
@@ -51,7 +51,7 @@ impl fmt::Display for Range {
 
 /// A size or offset: decimal, or hexadecimal after `0x`, optionally followed
 /// by `K`, `M`, `G` or `T` (either case) for that power of 1024.
-pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
+pub fn parse_size(text: &str) -> Result<u64, String> {
     let (number, shift) = match text.as_bytes().last().map(u8::to_ascii_uppercase) {
         Some(b'K') => (&text[..text.len() - 1], 10),
         Some(b'M') => (&text[..text.len() - 1], 20),
@@ -83,7 +83,7 @@ pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
 
 /// The ranges of an export: those the user named, `whole` standing for the
 /// BAR of `bar_size` bytes, and the whole BAR when none is named.
-pub(crate) fn resolve(ranges: &[RangeArg], bar_size: u64) -> Vec<Range> {
+pub fn resolve(ranges: &[RangeArg], bar_size: u64) -> Vec<Range> {
     if ranges.is_empty() {
         return vec![Range {
             offset: 0,
@@ -105,7 +105,7 @@ pub(crate) fn resolve(ranges: &[RangeArg], bar_size: u64) -> Vec<Range> {
 /// Checks `ranges` as `VFIO_DMABUF_EXPORT` will, to say what is wrong in
 /// words rather than with `EINVAL`: each is page aligned, not empty and
 /// within a BAR of `bar_size` bytes, and there are not too many.
-pub(crate) fn check(
+pub fn check(
     ranges: &[Range],
     bar_size: u64,
     page_size: u64,
@@ -144,7 +144,7 @@ pub(crate) fn check(
 
 /// `1 MiB`, `256 B`: the largest binary unit that divides the size exactly,
 /// as a BAR's size (a power of two) always allows.
-pub(crate) fn human_size(size: u64) -> String {
+pub fn human_size(size: u64) -> String {
     const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
     let mut value = size;
     let mut unit = 0;

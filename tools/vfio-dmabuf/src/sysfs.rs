@@ -14,13 +14,13 @@ use crate::error::Error;
 const DEVICES: &str = "/sys/bus/pci/devices";
 
 /// The `resource` file of the function at PCI address `address`.
-pub(crate) fn resource_path(address: &str) -> PathBuf {
+pub fn resource_path(address: &str) -> PathBuf {
     Path::new(DEVICES).join(address).join("resource")
 }
 
 /// The first byte of BAR `bar` of the function at `address`: the start
 /// address of its line in `resource`.
-pub(crate) fn bar_start(address: &str, bar: u32) -> Result<u64, Error> {
+pub fn bar_start(address: &str, bar: u32) -> Result<u64, Error> {
     let path = resource_path(address);
     let text = fs::read_to_string(&path).map_err(|e| Error::os(&path, "read", e))?;
     parse_bar_start(&text, bar).map_err(|e| Error::invalid(&path, e))

@@ -7,4 +7,4 @@
 //! `vfio-dmabuf-uapi` crate (`tools/uapi`), which checks the numbers against
 //! the C compiler's.
 
-pub(crate) use vfio_dmabuf_uapi::*;
+pub use vfio_dmabuf_uapi::*;

@@ -98,7 +98,7 @@ impl Segment {
             pgoff: entry.pgoff,
             pfn: entry.pfn,
             order: entry.order,
-            bytes: entry.pages.checked_mul(page_size).unwrap_or(u64::MAX),
+            bytes: entry.pages.saturating_mul(page_size),
             phys,
             bar_offset,
             expected_bar_offset: entry
