@@ -1,6 +1,6 @@
 #!/bin/bash
 # The guest half of `make bench`: the importer's walks of whole BARs and of
-# unaligned multi-range slices, by max_order and page by page, as JSON in
+# unaligned multi-range slices, by max_order, page by page and by runs, as JSON in
 # $VM_OUT/bench/. Runs as root in the repository (see tests/vm/run.sh).
 set -eu
 dir=$VM_OUT/bench
@@ -85,6 +85,7 @@ peer testdev-slice "$testdev" 2 3 0x3000:0x7fffd000 0x80001000:0x3ffff000
 for size in 64K 1M 16M 256M; do
 	peer "ivshmem-$size" "$ivshmem" 2 5 "0:$size"
 done
+peer ivshmem-256-runs "$ivshmem" 2 5 $(for i in $(seq 0 255); do printf '%#x:4K ' $((i * 0x2000)); done)
 echo "bench: peer revoke and export"
 $tool --json peer "$ivshmem" --bar 2 --client "$client" --repeat 11 \
 	--attachments 0,1,16,256,1024 0:4K >"$VM_OUT/bench-peer-revoke.json"
