@@ -42,7 +42,9 @@
  * import; a fault while the exporter refuses the page (revoked, reset,
  * removed) raises ``SIGBUS``, and once it is live again the next access
  * maps the page again. mmap() returns ``ENOENT`` if nothing is imported,
- * ``EINVAL`` for a range outside the buffer.
+ * ``EINVAL`` for a range outside the buffer, and ``EACCES`` for a writable
+ * mapping of a read-only dma-buf (one exported with ``O_RDONLY``), whose
+ * mappings are read-only and cannot be made writable with mprotect().
  */
 
 /**

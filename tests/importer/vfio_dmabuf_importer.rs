@@ -464,6 +464,13 @@ impl ImporterFile {
         if end > pages {
             return Err(EINVAL);
         }
+        // A read-only buffer is mapped read-only, now and after mprotect().
+        if !import.attachment.buffer().is_writable() {
+            if vma.writable() {
+                return Err(EACCES);
+            }
+            vma.try_clear_maywrite()?;
+        }
         vma.set_pfnmap()?;
         vma.set_noncached();
         Ok(())
