@@ -232,6 +232,98 @@ pub(crate) fn name(errno: i32) -> String {
     errno_name(errno).map_or_else(|| format!("errno {errno}"), str::to_owned)
 }
 
+/// `posix_fadvise(fd, offset, len, advice)`.
+pub(crate) fn fadvise(fd: BorrowedFd<'_>, offset: i64, len: i64, advice: i32) -> io::Result<()> {
+    // SAFETY: plain system call on an open descriptor; it touches no memory
+    // of this process.
+    let ret = unsafe { libc::posix_fadvise(fd.as_raw_fd(), offset, len, advice) };
+    if ret != 0 {
+        return Err(io::Error::from_raw_os_error(ret));
+    }
+    Ok(())
+}
+
+/// `madvise(addr, len, MADV_WILLNEED)`: a hint to read ahead, which changes
+/// nothing in the memory of this process.
+pub(crate) fn madvise_willneed(addr: usize, len: usize) -> io::Result<()> {
+    // SAFETY: MADV_WILLNEED only starts read-ahead of what backs the range;
+    // it neither frees nor changes the memory (an unmapped range is ENOMEM).
+    let ret = unsafe { libc::madvise(addr as *mut libc::c_void, len, libc::MADV_WILLNEED) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `mknod(path, S_IFCHR | 0600, makedev(major, minor))`.
+pub(crate) fn mknod_char(path: &std::path::Path, major: u32, minor: u32) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: a NUL-terminated string that outlives the call, which only
+    // reads it.
+    let ret = unsafe {
+        libc::mknod(
+            path.as_ptr(),
+            libc::S_IFCHR | 0o600,
+            libc::makedev(major, minor),
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The file system type (`statfs(2)`'s `f_type`, a magic number of
+/// `<linux/magic.h>`) of the file system holding `path`.
+pub(crate) fn fs_type(path: &std::path::Path) -> io::Result<i64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let mut stat = MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: `path` is NUL-terminated and `stat` is valid for the write of
+    // one `struct statfs`, which statfs makes in full when it succeeds.
+    if unsafe { libc::statfs(path.as_ptr(), stat.as_mut_ptr()) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: statfs succeeded, so it initialised `stat`.
+    let stat = unsafe { stat.assume_init() };
+    #[allow(
+        clippy::unnecessary_cast,
+        reason = "f_type's type differs between libcs"
+    )]
+    Ok(stat.f_type as i64)
+}
+
+/// `open(path, O_PATH | O_CLOEXEC)`: a descriptor that holds the file's
+/// path (its dentry and mount) and nothing else.
+pub(crate) fn open_path(path: &std::path::Path) -> io::Result<OwnedFd> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: a NUL-terminated string that outlives the call.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: open just returned `fd`, which nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Waits for an RCU grace period: `membarrier(MEMBARRIER_CMD_GLOBAL)`
+/// calls synchronize_rcu() on a kernel with more than one CPU online.
+pub(crate) fn synchronize_rcu() -> io::Result<()> {
+    /// `MEMBARRIER_CMD_GLOBAL` of `<linux/membarrier.h>`.
+    const MEMBARRIER_CMD_GLOBAL: libc::c_long = 1;
+    // SAFETY: plain system call with integer arguments.
+    let ret = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -167,13 +167,7 @@ pub const RAW_ARG_BYTES: usize = 64;
 unsafe fn ioctl_words(fd: BorrowedFd<'_>, request: u32, arg: &mut [u64]) -> io::Result<i32> {
     // SAFETY: `arg` is valid for reads and writes of its length, any bytes
     // make valid words, and the caller vouches that the kernel stays inside.
-    let ret = unsafe {
-        libc::ioctl(
-            fd.as_raw_fd(),
-            libc::Ioctl::from(request),
-            arg.as_mut_ptr(),
-        )
-    };
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::Ioctl::from(request), arg.as_mut_ptr()) };
     if ret < 0 {
         Err(io::Error::last_os_error())
     } else {
@@ -439,8 +433,8 @@ pub fn export_region(
     region_index: u32,
     ranges: &[vfio_region_dma_range],
 ) -> Result<RegionExport, Error> {
-    let info = device_info(device)
-        .map_err(|e| Error::new(format!("{name}: VFIO_DEVICE_GET_INFO"), e))?;
+    let info =
+        device_info(device).map_err(|e| Error::new(format!("{name}: VFIO_DEVICE_GET_INFO"), e))?;
     if info.flags & VFIO_DEVICE_FLAGS_PCI == 0 {
         return Err(Error::invalid(
             format!("{name}: VFIO_DEVICE_GET_INFO"),
@@ -450,10 +444,7 @@ pub fn export_region(
     if region_index >= info.num_regions {
         return Err(Error::invalid(
             format!("{name}: VFIO_DEVICE_GET_INFO"),
-            format!(
-                "{} regions, no region {region_index}",
-                info.num_regions
-            ),
+            format!("{} regions, no region {region_index}", info.num_regions),
         ));
     }
     let region = region_info(device, region_index).map_err(|e| {
@@ -462,10 +453,11 @@ pub fn export_region(
             e,
         )
     })?;
-    if let Some(r) = ranges
-        .iter()
-        .find(|r| r.offset.checked_add(r.length).is_none_or(|end| end > region.size))
-    {
+    if let Some(r) = ranges.iter().find(|r| {
+        r.offset
+            .checked_add(r.length)
+            .is_none_or(|end| end > region.size)
+    }) {
         return Err(Error::invalid(
             format!("{name}: region {region_index}"),
             format!(
@@ -638,7 +630,10 @@ impl VfioDevice {
     pub fn region(&self, index: u32) -> Result<vfio_region_info, Error> {
         region_info(self.fd(), index).map_err(|e| {
             Error::new(
-                format!("{}: VFIO_DEVICE_GET_REGION_INFO of region {index}", self.name),
+                format!(
+                    "{}: VFIO_DEVICE_GET_REGION_INFO of region {index}",
+                    self.name
+                ),
                 e,
             )
         })
@@ -650,7 +645,10 @@ impl VfioDevice {
         let open_flags = (libc::O_RDWR | libc::O_CLOEXEC) as u32;
         export_dma_buf(self.fd(), bar, open_flags, ranges).map_err(|e| {
             Error::new(
-                format!("{}: VFIO_DEVICE_FEATURE(DMA_BUF) GET of BAR{bar}", self.name),
+                format!(
+                    "{}: VFIO_DEVICE_FEATURE(DMA_BUF) GET of BAR{bar}",
+                    self.name
+                ),
                 e,
             )
         })
@@ -758,7 +756,10 @@ mod tests {
         let tail = request.with_tail(&[0, 1]);
         assert_eq!(tail.head.argsz, 58);
         assert_eq!(tail.words().len(), 8);
-        assert_eq!(tail.words()[7], u64::from_ne_bytes([0, 1, 0, 0, 0, 0, 0, 0]));
+        assert_eq!(
+            tail.words()[7],
+            u64::from_ne_bytes([0, 1, 0, 0, 0, 0, 0, 0])
+        );
         // A probe's argsz is the head alone; the data is still there.
         let probe = FeatureRequest::probe(VFIO_DEVICE_FEATURE_DMA_BUF);
         assert_eq!(probe.head.argsz, 8);
