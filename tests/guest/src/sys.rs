@@ -275,27 +275,6 @@ pub(crate) fn mknod_char(path: &std::path::Path, major: u32, minor: u32) -> io::
     Ok(())
 }
 
-/// The file system type (`statfs(2)`'s `f_type`, a magic number of
-/// `<linux/magic.h>`) of the file system holding `path`.
-pub(crate) fn fs_type(path: &std::path::Path) -> io::Result<i64> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    let mut stat = MaybeUninit::<libc::statfs>::uninit();
-    // SAFETY: `path` is NUL-terminated and `stat` is valid for the write of
-    // one `struct statfs`, which statfs makes in full when it succeeds.
-    if unsafe { libc::statfs(path.as_ptr(), stat.as_mut_ptr()) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: statfs succeeded, so it initialised `stat`.
-    let stat = unsafe { stat.assume_init() };
-    #[allow(
-        clippy::unnecessary_cast,
-        reason = "f_type's type differs between libcs"
-    )]
-    Ok(stat.f_type as i64)
-}
-
 /// `open(path, O_PATH | O_CLOEXEC)`: a descriptor that holds the file's
 /// path (its dentry and mount) and nothing else.
 pub(crate) fn open_path(path: &std::path::Path) -> io::Result<OwnedFd> {
@@ -322,6 +301,62 @@ pub(crate) fn synchronize_rcu() -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// The type of the file system mounted where `path` lies, as
+/// `/proc/self/mountinfo` names it (`9p`, `ext4`, `tmpfs`...): the mount
+/// whose mount point is the longest prefix of the canonical path. (statfs's
+/// `f_type` is no help on 9p, which passes the host's on.)
+pub(crate) fn mount_fstype(path: &std::path::Path) -> io::Result<String> {
+    let path = fs::canonicalize(path)?;
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo")?;
+    let mut best: Option<(usize, String)> = None;
+    for line in mountinfo.lines() {
+        // ID PARENT MAJ:MIN ROOT MOUNT_POINT OPTIONS [TAGS...] - FSTYPE ...
+        let fields: Vec<&str> = line.split(' ').collect();
+        let Some(dash) = fields.iter().position(|&f| f == "-") else {
+            continue;
+        };
+        let (Some(point), Some(fstype)) = (fields.get(4), fields.get(dash + 1)) else {
+            continue;
+        };
+        let point = unescape_octal(point);
+        let point = std::path::Path::new(&point);
+        if path.starts_with(point) {
+            let depth = point.components().count();
+            if best.as_ref().is_none_or(|(d, _)| depth >= *d) {
+                best = Some((depth, (*fstype).to_owned()));
+            }
+        }
+    }
+    best.map(|(_, fstype)| fstype)
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))
+}
+
+/// A mountinfo field with its `\ooo` escapes (space, tab, newline,
+/// backslash) undone.
+fn unescape_octal(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\'
+            && i + 3 < bytes.len()
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
+        {
+            let value = bytes[i + 1..i + 4]
+                .iter()
+                .fold(0u32, |v, b| v * 8 + u32::from(b - b'0'));
+            out.push(value as u8);
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -386,6 +421,20 @@ mod tests {
             [libc::ENOENT, libc::EPERM, libc::ENOSYS].contains(&errno),
             "{}",
             describe(&e)
+        );
+    }
+
+    #[test]
+    fn mount_types() {
+        assert_eq!(unescape_octal("/mnt/a\\040b"), "/mnt/a b");
+        assert_eq!(unescape_octal("/plain"), "/plain");
+        assert_eq!(unescape_octal("/end\\04"), "/end\\04");
+        assert!(!mount_fstype(std::path::Path::new("/"))
+            .expect("/ is mounted")
+            .is_empty());
+        assert_eq!(
+            mount_fstype(std::path::Path::new("/proc/self")).expect("procfs"),
+            "proc"
         );
     }
 

@@ -6,8 +6,9 @@
 //! 1. `fadvise(POSIX_FADV_WILLNEED)` and `madvise(MADV_WILLNEED)` on the
 //!    importer's file reached `force_page_cache_ra()` through an address
 //!    space with no `a_ops`: an oops, once the device node lives on a file
-//!    system with a real backing device (devtmpfs has none), such as the
-//!    guest's 9p root or the `$VM_OUT` directory.
+//!    system with a real backing device (devtmpfs has none): 9p here, the
+//!    `$VM_OUT` directory, where the host makes the node (QEMU's 9p server
+//!    refuses to make device nodes for the guest).
 //! 4. REVOKE walked the export list through each dma-buf's `struct file`,
 //!    which is freed at close while the buffer (and its place on the list)
 //!    lives on with its dentry, held here by an `O_PATH` descriptor: KASAN
@@ -36,11 +37,10 @@ use crate::sys;
 
 /// The importer's misc device in sysfs: `dev` holds `MAJOR:MINOR`.
 const IMPORTER_DEV: &str = "/sys/class/misc/vfio-dmabuf-importer/dev";
-/// `V9FS_MAGIC` and `FUSE_SUPER_MAGIC` of `<linux/magic.h>`: file systems
-/// with a backing device of their own (`super_setup_bdi()`), unlike
-/// devtmpfs and tmpfs (`noop_backing_dev_info`).
-const V9FS_MAGIC: i64 = 0x0102_1997;
-const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
+/// File systems with a backing device of their own (`super_setup_bdi()`),
+/// unlike devtmpfs and tmpfs (`noop_backing_dev_info`), as mountinfo names
+/// them: virtme-ng shares the root and `$VM_OUT` over 9p, or virtiofs.
+const BACKED_FILE_SYSTEMS: &[&str] = &["9p", "virtiofs"];
 /// The dma-buf core's list of every buffer.
 const BUFINFO: &str = "/sys/kernel/debug/dma_buf/bufinfo";
 /// The exporter's module: each dma-buf holds a reference to it
@@ -66,47 +66,84 @@ pub(super) fn cases() -> Vec<Case> {
     ]
 }
 
-/// A device node of the importer made for one case, removed when dropped.
-struct Node(PathBuf);
+/// A device node of the importer on a file system with a backing device;
+/// removed when dropped if this case made it.
+struct Node {
+    path: PathBuf,
+    made: bool,
+}
 
 impl Drop for Node {
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.0);
+        if self.made {
+            let _ = fs::remove_file(&self.path);
+        }
     }
 }
 
-/// Makes a node of the importer's device in the first directory, of
-/// `$VM_OUT` and the working directory (the repository on the guest's
-/// root), on a file system with a backing device; the node and what the
-/// file system is.
+/// Where the host may have made device nodes before the guest booted, one
+/// per `MAJOR:MINOR` of the misc devices' dynamic minors, since QEMU's 9p
+/// server refuses to make them for the guest (it will not open a special
+/// file, which its mknod does to set the owner).
+const HOST_NODES: &str = "misc";
+
+/// A node of the importer's device on a file system with a backing device:
+/// one the host made in `$VM_OUT/misc/`, else one this makes in `$VM_OUT`
+/// or the working directory (the repository on the guest's root); the node
+/// and what it is on.
 fn node_on_backed_fs() -> Result<(Node, String), Failure> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
     let dev = must(
         &format!("reading {IMPORTER_DEV}"),
         fs::read_to_string(IMPORTER_DEV),
     )?;
+    let dev = dev.trim();
     let (major, minor) = dev
-        .trim()
         .split_once(':')
         .and_then(|(major, minor)| Some((major.parse::<u32>().ok()?, minor.parse::<u32>().ok()?)))
         .ok_or_else(|| format!("{IMPORTER_DEV}: {dev:?} is not MAJOR:MINOR"))?;
-    let mut dirs = Vec::new();
-    if let Some(out) = std::env::var_os("VM_OUT") {
-        dirs.push(PathBuf::from(out));
+    let backed = |dir: &Path| -> Result<String, String> {
+        match sys::mount_fstype(dir) {
+            Ok(fstype) if BACKED_FILE_SYSTEMS.contains(&fstype.as_str()) => Ok(fstype),
+            Ok(other) => Err(format!("{}: a {other} mount", dir.display())),
+            Err(e) => Err(format!(
+                "{}: /proc/self/mountinfo: {}",
+                dir.display(),
+                sys::describe(&e)
+            )),
+        }
+    };
+    let mut tried = Vec::new();
+    let out = std::env::var_os("VM_OUT").map(PathBuf::from);
+    if let Some(out) = &out {
+        let path = out.join(HOST_NODES).join(dev);
+        match fs::metadata(&path) {
+            Ok(meta)
+                if meta.file_type().is_char_device()
+                    && meta.rdev() == libc::makedev(major, minor) =>
+            {
+                match backed(&path) {
+                    Ok(fstype) => {
+                        let what = format!("{fstype}, made by the host, device {dev}");
+                        return Ok((Node { path, made: false }, what));
+                    }
+                    Err(e) => tried.push(e),
+                }
+            }
+            Ok(_) => tried.push(format!("{}: not the device {dev}", path.display())),
+            Err(e) => tried.push(format!("{}: {}", path.display(), sys::describe(&e))),
+        }
     }
+    let mut dirs: Vec<PathBuf> = out.into_iter().collect();
     if let Ok(cwd) = std::env::current_dir() {
         dirs.push(cwd);
     }
-    let mut tried = Vec::new();
     for dir in dirs {
-        let kind = match sys::fs_type(&dir) {
-            Ok(V9FS_MAGIC) => "9p",
-            Ok(FUSE_SUPER_MAGIC) => "fuse (virtiofs)",
-            Ok(other) => {
-                tried.push(format!("{}: file system {other:#x}", dir.display()));
-                continue;
-            }
+        let fstype = match backed(&dir) {
+            Ok(fstype) => fstype,
             Err(e) => {
-                tried.push(format!("{}: statfs: {}", dir.display(), sys::describe(&e)));
+                tried.push(e);
                 continue;
             }
         };
@@ -114,24 +151,22 @@ fn node_on_backed_fs() -> Result<(Node, String), Failure> {
         let _ = fs::remove_file(&path);
         match sys::mknod_char(&path, major, minor) {
             Ok(()) => {
-                return Ok((
-                    Node(path),
-                    format!("{kind} ({}), device {major}:{minor}", dir.display()),
-                ))
+                let what = format!("{fstype} ({}), device {dev}", dir.display());
+                return Ok((Node { path, made: true }, what));
             }
             Err(e) => tried.push(format!("mknod {}: {}", path.display(), sys::describe(&e))),
         }
     }
     Err(Failure::Fail(format!(
-        "no directory on a file system with a backing device takes a device node: {}",
+        "no node of the importer on a file system with a backing device: {}",
         tried.join("; ")
     )))
 }
 
 fn fadvise_on_9p(ctx: &mut Context) -> Outcome {
     let (node, where_) = node_on_backed_fs()?;
-    ctx.note(format!("importer node {} on {where_}", node.0.display()));
-    let importer = Importer::open_at(&node.0)?;
+    ctx.note(format!("importer node {} on {where_}", node.path.display()));
+    let importer = Importer::open_at(&node.path)?;
     let size = ctx.device(Which::Edu)?.bar(0).size();
     let exporter = &ctx.device(Which::Edu)?.exporter;
     let dmabuf = must(
