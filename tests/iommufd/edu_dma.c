@@ -505,7 +505,7 @@ static int allow_begin(const char *id, int max, const char **lines)
 	fsync(fileno(f));
 	fclose(f);
 	diag("declared to the log checker: %s", line);
-	snprintf(marker, sizeof(marker), "<3>vfio-dmabuf-allow: begin %s", id);
+	snprintf(marker, sizeof(marker), "<3>vfio-dmabuf-allow: begin %s\n", id);
 	kmsg_write(marker);
 	last_window = now();
 	return 0;
@@ -517,7 +517,7 @@ static void allow_end(const char *id)
 
 	/* Let a late fault interrupt land inside the window. */
 	sleep_s(0.5);
-	snprintf(marker, sizeof(marker), "<3>vfio-dmabuf-allow: end %s", id);
+	snprintf(marker, sizeof(marker), "<3>vfio-dmabuf-allow: end %s\n", id);
 	kmsg_write(marker);
 }
 
@@ -638,6 +638,8 @@ static int edu_dma(bool to_ram, uint64_t iova, uint32_t edu_off, uint32_t count)
 	}
 	if (r64(EDU_CMD) & EDU_CMD_RUN)
 		return fail("edu: a DMA is still running");
+	/* The user memory it reads is written before it starts. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	w64(EDU_SRC, to_ram ? EDU_BUF + edu_off : iova);
 	w64(EDU_DST, to_ram ? iova : EDU_BUF + edu_off);
 	w64(EDU_CNT, count);
@@ -649,6 +651,7 @@ static int edu_dma(bool to_ram, uint64_t iova, uint32_t edu_off, uint32_t count)
 			return fail("edu: the DMA did not finish in 10 s");
 		sleep_s(0.01);
 	}
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	return 0;
 }
 

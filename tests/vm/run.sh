@@ -82,7 +82,7 @@ if [ $iommu = 1 ]; then
 		-device intel-iommu,intremap=on,caching-mode=on
 		-device edu,bus=pcie.0,addr=0x18,id=client0
 	)
-	iommu_args=(--append intel_iommu=on --append iommu=nopt)
+	iommu_args=(--append intel_iommu=on --append iommu=nopt --append no_timer_check)
 fi
 qemu_opts+=(
 	-device pcie-root-port,id=rp_edu,chassis=1,slot=1
