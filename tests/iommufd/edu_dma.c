@@ -1043,6 +1043,12 @@ static int case_a_read(void)
 	rc = map_file(fd_a, 0, layout_size(&LA), IOVA_A);
 	if (rc)
 		return fail("IOMMU_IOAS_MAP_FILE of our 2 MiB buffer at IOVA %#lx: %s", IOVA_A, strerror(-rc));
+	/* The page sizes used are only visible through intel-iommu's debugfs. */
+	if (access("/sys/kernel/debug/iommu/intel/domain_translation_struct", R_OK))
+		diag("no /sys/kernel/debug/iommu/intel/domain_translation_struct (CONFIG_INTEL_IOMMU_DEBUGFS off):"
+		     " the IOPTE sizes are not shown");
+	else
+		diag("the IOPTEs: see /sys/kernel/debug/iommu/intel/domain_translation_struct (not parsed here)");
 	/* Across buffer pages 1 and 2, then the buffer's last 4095 bytes. */
 	if (edu_read(IOVA_A + 0x1800, EDU_MAX_XFER, got) ||
 	    check_bytes("edu's read at buffer offset 0x1800", &LA, 0x1800, got, EDU_MAX_XFER))
