@@ -504,7 +504,7 @@ static int allow_begin(const char *id, int max, const char **lines)
 	fflush(f);
 	fsync(fileno(f));
 	fclose(f);
-	diag("declared to the log checker: %s", line);
+	diag("declared to the log checker: %.*s", (int)strlen(line) - 1, line);
 	snprintf(marker, sizeof(marker), "<3>vfio-dmabuf-allow: begin %s\n", id);
 	kmsg_write(marker);
 	last_window = now();
@@ -1738,7 +1738,7 @@ int main(int argc, char **argv)
 			"the client is not set up");
 
 	static const char *const dma_cases[] = {
-		"ours, 1 range (VFIO_DMABUF_EXPORT of BAR2 2M+2M) mapped with IOMMU_IOAS_MAP_FILE: edu DMAs out of its IOVA the ivshmem pattern",
+		"ours, 1 range (VFIO_DMABUF_EXPORT of BAR2 [2 MiB, 4 MiB)) mapped with IOMMU_IOAS_MAP_FILE: edu DMAs out of its IOVA the ivshmem pattern",
 		"ours, 1 range: edu DMAs into its IOVA and the new bytes read back through the test importer's mapping, neighbours unchanged",
 		"ours, 4 ranges at unaligned BAR offsets out of order (VFIO_DEVICE_FEATURE_DMA_BUF on our node): IOMMU_IOAS_MAP_FILE maps them at one IOVA",
 		"ours, 4 ranges: edu's reads across every range boundary return each range's bytes where the concatenation puts them",
