@@ -339,10 +339,18 @@ static int bind_to(const char *addr, const char *driver)
 	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver_override", addr);
 	if (write_file(path, driver))
 		return -1;
-	if (write_file("/sys/bus/pci/drivers_probe", addr))
-		return -1;
-	if (strcmp(driver_of(addr), driver))
-		return fail("%s: bound to '%s' after drivers_probe, not %s", addr, driver_of(addr), driver);
+	/*
+	 * A function just plugged in is in sysfs before the PCI core lets
+	 * drivers match it (its BARs are assigned, then pci_bus_add_device()
+	 * attaches the driver driver_override names): probe until bound.
+	 */
+	for (double end = now() + 30; strcmp(driver_of(addr), driver); sleep_s(0.2)) {
+		if (now() > end)
+			return fail("%s: bound to '%s' 30 s after driver_override and drivers_probe, not %s",
+				    addr, driver_of(addr), driver);
+		if (write_file("/sys/bus/pci/drivers_probe", addr))
+			return -1;
+	}
 	return 0;
 }
 
