@@ -6,7 +6,13 @@
 # no taint the tests did not set on purpose, lockdep still on).
 #
 #   tests/vm/run.sh [--flavor test|perf] [--timeout SECONDS] [--out DIR]
-#                   [--membar SIZE] [--switch] -- COMMAND [ARG...]
+#                   [--membar SIZE] [--switch] [--iommu] -- COMMAND [ARG...]
+#
+# --iommu: an emulated Intel IOMMU (interrupt remapping, caching mode; the
+# kernel gets intel_iommu=on iommu=nopt) and a second edu on the root bus
+# (pcie.0, 00:18.0), the DMA client that tests/vm/guest/iommufd.sh binds to
+# vfio-pci; the other devices as without it.  Without --iommu the VM has no
+# IOMMU, which vfio's no-IOMMU mode (peer.py) and the benchmarks need.
 #
 # COMMAND runs as root in the guest, in the repository, with VM_OUT set to a
 # directory shared with the host (--out).  Exit status: COMMAND's, or 124 on
@@ -19,6 +25,7 @@ timeout_s=900
 out=
 membar=16G
 switch=0
+iommu=0
 while [ $# -gt 0 ]; do
 	case $1 in
 	--flavor) flavor=$2; shift 2 ;;
@@ -26,11 +33,13 @@ while [ $# -gt 0 ]; do
 	--out) out=$2; shift 2 ;;
 	--membar) membar=$2; shift 2 ;;
 	--switch) switch=1; shift ;;
+	--iommu) iommu=1; shift ;;
 	--) shift; break ;;
 	*) die "unknown option $1" ;;
 	esac
 done
 [ $# -gt 0 ] || die "usage: run.sh [options] -- COMMAND"
+[ $switch = 1 ] && [ $iommu = 1 ] && die "--switch and --iommu are two different VMs"
 
 kdir=$(kbuild_dir "$flavor")
 # vng runs virtme-run from its own venv.
@@ -64,12 +73,33 @@ fi
 
 # edu and ivshmem sit behind PCIe root ports, so that they can be unplugged
 # through the monitor (tests/vm/hotplug_agent.py, on the guest's request).
+machine=q35
+[ $iommu = 1 ] && machine=q35,kernel-irqchip=split
 qemu_opts=(
-	-machine q35
+	-machine $machine
 	# vng passes '-cpu max' under TCG and '-cpu host' under KVM; the last
 	# -cpu wins, so this one decides: the mapping tests need pdpe1gb (1 GiB
 	# pages), and the KVM tests AMD SVM, which -cpu max gives under TCG.
 	-cpu max
+)
+iommu_args=()
+if [ $iommu = 1 ]; then
+	# Before every PCI device of ours: QEMU gives a device its DMA address
+	# space when it is created, and a device created before the IOMMU
+	# would bypass it.  (vng's own virtio devices come earlier and do
+	# bypass it; they do not use the DMA API without VIRTIO_F_ACCESS_PLATFORM.)
+	qemu_opts+=(
+		-device intel-iommu,intremap=on,caching-mode=on
+		-device edu,bus=pcie.0,addr=0x18,id=client0
+	)
+	# no_timer_check: under TCG the boot's check that the timer ticks
+	# through the IO-APIC is too quick for the emulation, and with
+	# interrupt remapping on, a failed check panics ("timer doesn't work
+	# through Interrupt-remapped IO-APIC") instead of trying other routes;
+	# the timer works once booted.
+	iommu_args=(--append intel_iommu=on --append iommu=nopt --append no_timer_check)
+fi
+qemu_opts+=(
 	-device pcie-root-port,id=rp_edu,chassis=1,slot=1
 	-device edu,bus=rp_edu,id=edu0
 	-object "memory-backend-file,id=ivshmem_mem,share=off,mem-path=$pattern,size=1G"
@@ -157,7 +187,7 @@ fi
 memory=2G
 grep -qx CONFIG_HUGETLBFS=y "$kdir/.config" 2>/dev/null && memory=4G
 
-note "booting $flavor kernel ($accel_name): $*"
+note "booting $flavor kernel ($accel_name$([ $iommu = 1 ] && echo ', IOMMU')): $*"
 start=$(date +%s)
 python3 "$REPO/tests/vm/hotplug_agent.py" "$out/qmp.sock" "$out/hotplug" "$pattern" \
 	>"$out/hotplug-agent.log" 2>&1 &
@@ -168,7 +198,7 @@ set +e
 VM_OUT=$out timeout -k 10 "$timeout_s" "${launch[@]}" "$VENV/bin/vng" --run "$kernel" \
 	"${accel[@]}" --disable-microvm --cpus 2 --memory "$memory" --verbose \
 	--append root=/dev/root --append oops=panic --append panic=-1 \
-	--append kmemleak=on --append log_buf_len=64M \
+	--append kmemleak=on --append log_buf_len=64M "${iommu_args[@]}" \
 	--rwdir="$out" --cwd "$REPO" --qemu-opts="${qemu_opts[*]}" \
 	--exec "VM_OUT=$out KDIR=$kdir $REPO/tests/vm/guest/wrap.sh $(printf '%q ' "$@")" \
 	</dev/null >"$out/console.log" 2>&1
