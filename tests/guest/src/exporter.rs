@@ -258,3 +258,16 @@ mod tests {
         exporter.close().expect("closes");
     }
 }
+
+impl Exporter {
+    /// Opens the character device at `path` read-write, as [`Exporter::open`]
+    /// does, keeping the errno of a failure.
+    pub(crate) fn try_open(path: &Path) -> io::Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path)?;
+        Ok(Self { file })
+    }
+}
