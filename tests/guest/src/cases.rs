@@ -13,6 +13,7 @@ mod debugfs;
 mod export;
 mod faults;
 mod fuzz;
+mod gone;
 mod hotplug;
 mod info;
 mod invalid;

@@ -155,3 +155,36 @@ impl Importer {
         sys::close(OwnedFd::from(self.file))
     }
 }
+
+impl Importer {
+    /// `VFIO_DMABUF_IMP_WALK` with `flags` and `capacity` (the runs a call
+    /// of a walk by runs may return) as given, and room for `room` entries.
+    pub(crate) fn walk_with_capacity(
+        &self,
+        flags: u32,
+        capacity: u32,
+        room: usize,
+    ) -> io::Result<Walk> {
+        let room = room.min(u32::MAX as usize);
+        let mut segments = vec![uapi::vfio_dmabuf_imp_segment::default(); room];
+        let mut arg = uapi::vfio_dmabuf_imp_walk {
+            argsz: uapi::argsz::<uapi::vfio_dmabuf_imp_walk>(),
+            flags,
+            nr_segments: room as u32,
+            capacity,
+            segments: segments.as_mut_ptr() as u64,
+            ..Default::default()
+        };
+        // SAFETY: WALK writes its argument and at most `nr_segments` entries
+        // at `segments`, which points to that many entries of a live,
+        // exclusively owned vector; any bytes make valid entries.
+        unsafe { sys::ioctl(self.fd(), uapi::VFIO_DMABUF_IMP_WALK, &mut arg) }?;
+        segments.truncate((arg.nr_segments as usize).min(room));
+        Ok(Walk {
+            table: segments.iter().map(Entry::from).collect(),
+            entries: arg.nr_segments,
+            calls: arg.calls,
+            nanoseconds: arg.nanoseconds,
+        })
+    }
+}
