@@ -9,6 +9,7 @@
 //! hand their state on through a [`Shared`] slot, and a case whose slot is
 //! empty is skipped, the failure that emptied it being reported already.
 
+mod barrier;
 mod debugfs;
 mod export;
 mod faults;
@@ -18,7 +19,9 @@ mod hotplug;
 mod info;
 mod invalid;
 mod invalid_importer;
+mod lifetimes;
 mod mmap;
+mod ranges;
 mod reset;
 mod revoke;
 mod security;
@@ -26,6 +29,7 @@ mod setup;
 mod stress;
 mod unbind;
 mod unload;
+mod vma;
 
 use std::cell::RefCell;
 use std::io;
@@ -98,15 +102,19 @@ pub(crate) fn all() -> Vec<Case> {
     cases.extend(info::cases());
     cases.extend(export::cases());
     cases.extend(invalid::cases());
+    cases.extend(ranges::cases());
     cases.extend(debugfs::cases());
     cases.extend(mmap::cases());
+    cases.extend(vma::cases());
     cases.extend(faults::cases());
     cases.extend(fuzz::cases());
     cases.extend(security::cases());
     cases.extend(revoke::cases());
     cases.extend(reset::cases());
+    cases.extend(barrier::cases());
     cases.extend(unbind::cases());
     cases.extend(hotplug::cases());
+    cases.extend(lifetimes::cases());
     cases.extend(stress::cases());
     cases.extend(unload::cases());
     cases

@@ -213,6 +213,19 @@ pub(crate) fn revoke_arg(region_index: u32) -> uapi::vfio_dmabuf_revoke {
     }
 }
 
+impl Exporter {
+    /// Opens the character device at `path` read-write, as [`Exporter::open`]
+    /// does, keeping the errno of a failure.
+    pub(crate) fn try_open(path: &Path) -> io::Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path)?;
+        Ok(Self { file })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,18 +269,5 @@ mod tests {
         let e = exporter.revoke(0).expect_err("/dev/null has no ioctls");
         assert_eq!(e.raw_os_error(), Some(libc::ENOTTY));
         exporter.close().expect("closes");
-    }
-}
-
-impl Exporter {
-    /// Opens the character device at `path` read-write, as [`Exporter::open`]
-    /// does, keeping the errno of a failure.
-    pub(crate) fn try_open(path: &Path) -> io::Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(path)?;
-        Ok(Self { file })
     }
 }

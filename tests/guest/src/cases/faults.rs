@@ -169,7 +169,11 @@ impl FailNth {
             self.file.write_at(b"0", 0)?;
         }
         let after = self.times()?;
-        let mut used = [before[0] - after[0], before[1] - after[1], before[2] - after[2]];
+        let mut used = [
+            before[0] - after[0],
+            before[1] - after[1],
+            before[2] - after[2],
+        ];
         used[2] -= own_copies;
         let injected = left == 0;
         let kinds: Vec<Kind> = Kind::ALL
@@ -902,7 +906,10 @@ fn release_importer(ctx: &mut Context) -> Outcome {
         &mut Release::default(),
         |s| {
             fresh_buffer(exporter, s, true)?;
-            let dmabuf = s.dmabuf.take().ok_or_else(|| Failure::Fail("no dma-buf".to_owned()))?;
+            let dmabuf = s
+                .dmabuf
+                .take()
+                .ok_or_else(|| Failure::Fail("no dma-buf".to_owned()))?;
             must("closing the dma-buf", sys::close(dmabuf))?;
             expect_attached(s.ino, 1)
         },

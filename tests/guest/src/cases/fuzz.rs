@@ -165,7 +165,11 @@ fn run(ctx: &mut Context) -> Outcome {
         if !model.live[i] {
             if let Ok(device) = ctx.device(which) {
                 if let Err(e) = device.exporter.restore(bar) {
-                    cleanup.push(format!("RESTORE of {} BAR{bar}: {}", which.name(), sys::describe(&e)));
+                    cleanup.push(format!(
+                        "RESTORE of {} BAR{bar}: {}",
+                        which.name(),
+                        sys::describe(&e)
+                    ));
                 }
             }
         }

@@ -251,7 +251,11 @@ pub(super) fn expect_claims(what: &str, bars: &[Resource], claimed: bool) -> Out
     ensure!(
         wrong.is_empty(),
         "{what}: /proc/iomem {} {} as {}",
-        if claimed { "does not show" } else { "still shows" },
+        if claimed {
+            "does not show"
+        } else {
+            "still shows"
+        },
         wrong.join(", "),
         pci::DRIVER
     );
@@ -293,4 +297,3 @@ fe800000-fe8fffff : PCI Bus 0000:01
         assert_eq!(memory_bars(&bars), [(0xfe80_0000, 0xfe8f_ffff)]);
     }
 }
-

@@ -83,7 +83,9 @@ struct Window {
 
 impl Window {
     fn quiet(self) -> bool {
-        self.binding % 2 == 0 && self.revoke % 2 == 0 && self.reset % 2 == 0
+        self.binding.is_multiple_of(2)
+            && self.revoke.is_multiple_of(2)
+            && self.reset.is_multiple_of(2)
     }
 }
 
@@ -94,7 +96,7 @@ fn quiet(a: Window, b: Window) -> bool {
 
 /// The binding did not change from `a` to `b`.
 fn bound(a: Window, b: Window) -> bool {
-    a.binding == b.binding && a.binding % 2 == 0
+    a.binding == b.binding && a.binding.is_multiple_of(2)
 }
 
 /// An exported buffer, with what it should hold.
@@ -407,7 +409,10 @@ fn exporter_thread(s: &Shared<'_>) {
                 }
             }
             if let Err(e) = exporter.close() {
-                s.fail(format!("close of the character device: {}", sys::describe(&e)));
+                s.fail(format!(
+                    "close of the character device: {}",
+                    sys::describe(&e)
+                ));
             }
         }
         s.pause(5);
@@ -491,7 +496,10 @@ fn import_and_walk(
         return;
     };
     if size != buffer.size() {
-        return s.fail(format!("IMPORT: {size:#x} bytes, expected {:#x}", buffer.size()));
+        return s.fail(format!(
+            "IMPORT: {size:#x} bytes, expected {:#x}",
+            buffer.size()
+        ));
     }
     let mut ok = true;
     if let Some(walk) = walked.and_then(|w| s.judge("WALK", w, legit, (w0, w1))) {
@@ -591,7 +599,9 @@ fn map_and_read(
     let w1 = s.window();
     let strict = live(binding, w0, w1);
     let legit = |e| !strict && e == libc::ENODEV;
-    if s.judge("IMPORT and mmap", mapped, legit, (w0, w1)).is_none() {
+    if s.judge("IMPORT and mmap", mapped, legit, (w0, w1))
+        .is_none()
+    {
         return;
     }
     let (words, sigbus) = match read {
@@ -688,8 +698,7 @@ fn read_words(mapping: &Mapping, offsets: &[u64]) -> Result<(Vec<u32>, bool), St
     if libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGBUS {
         return Ok((words, true));
     }
-    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 || words.len() != offsets.len()
-    {
+    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 || words.len() != offsets.len() {
         return Err(format!(
             "the reading child ended with wait status {status:#x} after {} words",
             words.len()
@@ -716,14 +725,16 @@ fn revoke_thread(s: &Shared<'_>) {
             let w3 = s.window();
             s.revoke.fetch_add(1, Ordering::SeqCst);
             let resetting = w2.reset != w3.reset || w2.reset % 2 == 1;
-            let legit = |e| {
-                (!bound(w0, w3) && e == libc::ENODEV) || (resetting && e == libc::EBUSY)
-            };
+            let legit =
+                |e| (!bound(w0, w3) && e == libc::ENODEV) || (resetting && e == libc::EBUSY);
             if s.judge("RESTORE", restored, legit, (w0, w3)).is_some() {
                 s.done(4);
             }
             if let Err(e) = exporter.close() {
-                s.fail(format!("close of the character device: {}", sys::describe(&e)));
+                s.fail(format!(
+                    "close of the character device: {}",
+                    sys::describe(&e)
+                ));
             }
         }
         s.pause(30);
@@ -747,7 +758,10 @@ fn reset_thread(s: &Shared<'_>) {
         let restored = s.exporter(w0).map(|exporter| {
             let restored = exporter.restore(BAR);
             if let Err(e) = exporter.close() {
-                s.fail(format!("close of the character device: {}", sys::describe(&e)));
+                s.fail(format!(
+                    "close of the character device: {}",
+                    sys::describe(&e)
+                ));
             }
             restored
         });
@@ -755,8 +769,7 @@ fn reset_thread(s: &Shared<'_>) {
         s.reset.fetch_add(1, Ordering::SeqCst);
         let legit = |e| !bound(w0, w1) && e == libc::ENODEV;
         if let Some(restored) = restored {
-            if s
-                .judge("RESTORE after the reset", restored, legit, (w0, w1))
+            if s.judge("RESTORE after the reset", restored, legit, (w0, w1))
                 .is_some()
             {
                 s.done(5);
