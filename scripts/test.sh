@@ -106,7 +106,9 @@ if ! "$REPO/tests/selftests/build.sh" test; then
 fi
 
 note "guest tests"
-"$REPO/tests/vm/run.sh" --out "$out/vm" -- tests/vm/guest/suite.sh
+# The whole guest suite, the kernel's own dma-buf suites included (their
+# fence timeouts alone take minutes under TCG), bounded well inside CI's 90.
+"$REPO/tests/vm/run.sh" --timeout 2400 --out "$out/vm" -- tests/vm/guest/suite.sh
 vm_rc=$?
 shopt -s nullglob
 ktaps=("$out"/vm/ktap/*.ktap)
