@@ -165,14 +165,16 @@ fn worker(s: &Shared, importer: &Importer, cpu: usize, tally: &Tally) {
             (true, 2, Err(libc::ENODEV)) => {
                 tally.refused[round].fetch_add(1, Ordering::Relaxed);
             }
-            (true, 2, other) => return s.fail(format!(
+            (true, 2, other) => {
+                return s.fail(format!(
                 "CPU {cpu}: {what} that started after REVOKE {} returned gave {}, expected ENODEV",
                 round + 1,
                 match other {
                     Ok(()) => "success".to_owned(),
                     Err(e) => sys::name(e),
                 }
-            )),
+            ))
+            }
             (true, 0, Ok(())) => {
                 tally.live[round].fetch_add(1, Ordering::Relaxed);
             }
