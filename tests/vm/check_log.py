@@ -137,9 +137,11 @@ TAINT_ALLOWED = {
     # (kbuild M=); the kernel names the first one it loads.
     12: ("O", r"(?P<module>\S+): loading out-of-tree module taints kernel\.",
          {"vfio_dmabuf", "vfio_dmabuf_importer", "vfio_dmabuf_peer"}),
-    # TAINT_TEST: suite.sh loads KUnit test modules (MODULE_INFO(test)),
-    # and KUnit taints when it runs a suite; the kernel names the first.
-    18: ("N", r"(?P<module>\S+): loading test module taints kernel\.", None),
+    # TAINT_TEST: suite.sh loads KUnit test modules.  KUnit taints, with no
+    # message, each time it runs a suite, and prints the suite's header
+    # ('    # Subtest: NAME'); a module marked MODULE_INFO(test) taints on
+    # loading, and the kernel names the first such module.
+    18: ("N", r"(: loading test module taints kernel\.$|^(\[[ \d.]+\] )?    # Subtest: \S)", None),
 }
 TAINT_LETTERS = "PFSRMBUDAWCIOELKXTNJ"
 
@@ -257,7 +259,7 @@ def check_taint(out, logs, problems):
             problems.append("kernel taint %s (bit %d) is set%s; no test sets it on purpose" % (letter, bit, when))
             continue
         _, evidence, modules = rule
-        reasons = [m for m in re.finditer(evidence, text)
+        reasons = [m for m in re.finditer(evidence, text, re.M)
                    if modules is None or m.group("module") in modules]
         if not reasons:
             problems.append("kernel taint %s (bit %d) is set%s, but the log lacks the reason it is allowed for (%s)"

@@ -43,6 +43,16 @@ out=$(cd "$out" && pwd)
 rm -rf "$out"/{rc,dmesg.txt,kmemleak.txt,console.log,qmp.sock,hotplug,log-allow} \
 	"$out"/{tainted,debug_locks}.{before,after} "$out"/uptime.script-start
 mkdir -p "$out/hotplug"
+# Device nodes on the shared directory, a 9p file system with a backing
+# device, for the regression case of fadvise() on the importer's node
+# (cases/regressions.rs): QEMU's 9p refuses mknod from the guest, so the host
+# makes one for every dynamic misc minor the guest may give the importer.
+if [ "$(id -u)" = 0 ]; then
+	mkdir -p "$out/misc"
+	for minor in $(seq 256 511); do
+		[ -e "$out/misc/10:$minor" ] || mknod "$out/misc/10:$minor" c 10 "$minor"
+	done
+fi
 
 # The ivshmem-plain BAR: 1 GiB, mapped privately from a file holding the
 # known pattern, so the guest's writes never reach the file.

@@ -278,6 +278,15 @@ class CheckLog(unittest.TestCase):
         _, problems = Run(dmesg=other, taint=O).check()
         self.assertEqual(len(problems), 1, problems)
 
+    def test_taint_kunit_header(self):
+        """check_log: N is explained by KUnit's suite header as well"""
+        dmesg = CLEAN_DMESG.replace("st_dma_buf_pfn: loading test module taints kernel.",
+                                    "    # Subtest: dma-buf-fence")
+        self.assertEqual(Run(dmesg=dmesg).check(), ([], []))
+        dmesg = CLEAN_DMESG.replace("st_dma_buf_pfn: loading test module taints kernel.",
+                                    "# Subtest: not indented like KUnit's")
+        self.assertEqual(len(Run(dmesg=dmesg).check()[1]), 1)
+
     def test_taint_at_boot(self):
         """check_log: a bit set before the command is still judged"""
         _, problems = Run(taint=U | O | N | W, before=W).check()

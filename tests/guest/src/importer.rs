@@ -156,15 +156,42 @@ impl Importer {
     }
 }
 
+/// A walk's table with each entry's length, as the importer writes it: the
+/// entries of a walk by runs have any length and order 0.
+#[derive(Debug)]
+pub(crate) struct SegmentWalk {
+    /// The table, as far as there was room for it.
+    pub(crate) segments: Vec<uapi::vfio_dmabuf_imp_segment>,
+    /// Entries in the importer's table (may exceed `segments.len()`).
+    pub(crate) entries: u32,
+    /// `dma_buf_get_pfn_unlocked()` or `dma_buf_get_phys_vec_unlocked()`
+    /// calls made.
+    pub(crate) calls: u64,
+    /// Time the walk took.
+    pub(crate) nanoseconds: u64,
+}
+
 impl Importer {
-    /// `VFIO_DMABUF_IMP_WALK` with `flags` and `capacity` (the runs a call
-    /// of a walk by runs may return) as given, and room for `room` entries.
-    pub(crate) fn walk_with_capacity(
+    /// Opens the importer's device through another node of it, `path` (one
+    /// made with mknod(2) elsewhere than devtmpfs, say).
+    pub(crate) fn open_at(path: &std::path::Path) -> Result<Self, String> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| format!("{}: open: {}", path.display(), sys::describe(&e)))?;
+        Ok(Self { file })
+    }
+
+    /// `VFIO_DMABUF_IMP_WALK` with `flags` and `capacity` as given and room
+    /// for `room` entries, keeping each entry whole.
+    pub(crate) fn walk_segments(
         &self,
         flags: u32,
         capacity: u32,
         room: usize,
-    ) -> io::Result<Walk> {
+    ) -> io::Result<SegmentWalk> {
         let room = room.min(u32::MAX as usize);
         let mut segments = vec![uapi::vfio_dmabuf_imp_segment::default(); room];
         let mut arg = uapi::vfio_dmabuf_imp_walk {
@@ -180,11 +207,16 @@ impl Importer {
         // exclusively owned vector; any bytes make valid entries.
         unsafe { sys::ioctl(self.fd(), uapi::VFIO_DMABUF_IMP_WALK, &mut arg) }?;
         segments.truncate((arg.nr_segments as usize).min(room));
-        Ok(Walk {
-            table: segments.iter().map(Entry::from).collect(),
+        Ok(SegmentWalk {
+            segments,
             entries: arg.nr_segments,
             calls: arg.calls,
             nanoseconds: arg.nanoseconds,
         })
+    }
+
+    /// A walk by runs (`VFIO_DMABUF_IMP_WALK_RUNS`), `capacity` runs a call.
+    pub(crate) fn walk_runs(&self, capacity: u32, room: usize) -> io::Result<SegmentWalk> {
+        self.walk_segments(uapi::VFIO_DMABUF_IMP_WALK_RUNS, capacity, room)
     }
 }

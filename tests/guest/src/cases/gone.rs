@@ -138,7 +138,7 @@ pub(super) fn import_refuses(importer: &Importer, buffer: &Buffer, invalidations
         ),
         refused(
             "WALK (runs)",
-            importer.walk_with_capacity(uapi::VFIO_DMABUF_IMP_WALK_RUNS, 1, 16),
+            importer.walk_runs(1, 16),
             libc::ENODEV,
         ),
         refused("GET_PFN of page 0", importer.get_pfn(0), libc::ENODEV),
