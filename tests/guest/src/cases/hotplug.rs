@@ -190,11 +190,13 @@ fn one_cycle(
         must("closing the dma-buf", sys::close(dmabuf)),
         must("closing the character device", device.exporter.close()),
     ]);
+    // Plugged back whatever the checks found, so that the cases after this
+    // one still have the device.
+    let replugged = replug(ctx, monitor, which, id);
     checks?;
     reimport?;
     closed?;
-
-    replug(ctx, monitor, which, id)?;
+    replugged?;
 
     // Usable again: a new export maps the device.
     let (buffer, _dmabuf, importer) = export_and_import(ctx, which, bar, &ranges(&[(0, PAGE)]))?;
@@ -382,9 +384,20 @@ fn fault_in_flight(ctx: &mut Context) -> Outcome {
         must("closing the importer", importer.close()),
         must("closing the dma-buf", sys::close(dmabuf)),
     ]);
+    // Plugged back whatever the checks found, unless the unplug was never
+    // asked for.
+    let (vendor, device_id) = Which::Ivshmem.id();
+    let replugged = match pci::Function::find(vendor, device_id) {
+        _ if ctx.device(Which::Ivshmem).is_ok() => Ok(()),
+        Ok(None) => replug(ctx, &mut monitor, Which::Ivshmem, "ivshmem0"),
+        Ok(Some(function)) => setup::open(function)
+            .map(|device| ctx.set_device(Which::Ivshmem, device))
+            .map_err(Failure::Fail),
+        Err(e) => Err(Failure::Fail(e)),
+    };
     checked?;
     closed?;
-    replug(ctx, &mut monitor, Which::Ivshmem, "ivshmem0")?;
+    replugged?;
     let (buffer, _dmabuf, importer) =
         export_and_import(ctx, Which::Ivshmem, 2, &ranges(&[(0, 2 << 20)]))?;
     let mapping = must("mmap", importer.map(0, buffer.size() as usize, PAGE_SIZE))?;

@@ -151,12 +151,15 @@ fn replugged(ctx: &mut Context, s: &mut Stale) -> Outcome {
     wait_until("the function leaving sysfs", || {
         !std::path::Path::new(&path).exists()
     })?;
-    stale_checks(s)?;
+    // Checked while edu is out, plugged back whatever they found.
+    let unplugged = stale_checks(s);
     replug(ctx, &mut monitor, Which::Edu, "edu0")?;
     let whole = ranges(&[(0, ctx.device(Which::Edu)?.bar(BAR).size())]);
     let (buffer, _dmabuf, importer) = export_and_import(ctx, Which::Edu, BAR, &whole)?;
     check_walk(&importer, &buffer, None)?;
-    stale_checks(s)
+    let plugged = stale_checks(s);
+    unplugged?;
+    plugged
 }
 
 fn modules(state: &Shared<Stale>) -> Outcome {
