@@ -9,9 +9,7 @@
 # VFIO_DMABUF_CASES filter), KTAP to stdout and $VM_OUT/cases.ktap. The
 # programs and modules are taken from $VM_OUT/bin when a copy is there (so
 # that a rebuild on the host cannot change them under a running guest),
-# else from the build. Also writes what the cases rely on about the VM to
-# $VM_OUT/facts.txt: each PCI function's reset methods, the CPUs,
-# /proc/iomem.
+# else from the build.
 set -u
 bin=build/bin/guest-tests
 driver=drivers/vfio_dmabuf/vfio_dmabuf.ko
@@ -21,14 +19,6 @@ if [ -d "$VM_OUT/bin" ]; then
 	driver=$VM_OUT/bin/vfio_dmabuf.ko
 	importer=$VM_OUT/bin/vfio_dmabuf_importer.ko
 fi
-{
-	echo "cpus: $(nproc) online: $(cat /sys/devices/system/cpu/online)"
-	for d in /sys/bus/pci/devices/*; do
-		echo "$(basename "$d") $(cat "$d/vendor"):$(cat "$d/device") class $(cat "$d/class")" \
-			"reset_method: $(cat "$d/reset_method" 2>/dev/null || echo none)"
-	done
-	cat /proc/iomem
-} >"$VM_OUT/facts.txt" 2>&1
 for m in "$driver" "$importer"; do
 	insmod "$m" || exit 1
 done
