@@ -9,15 +9,19 @@
 //! hand their state on through a [`Shared`] slot, and a case whose slot is
 //! empty is skipped, the failure that emptied it being reported already.
 
+mod barrier;
 mod debugfs;
 mod export;
 mod faults;
 mod fuzz;
+mod gone;
 mod hotplug;
 mod info;
 mod invalid;
 mod invalid_importer;
+mod lifetimes;
 mod mmap;
+mod ranges;
 mod regressions;
 mod reset;
 mod revoke;
@@ -27,6 +31,7 @@ mod setup;
 mod stress;
 mod unbind;
 mod unload;
+mod vma;
 mod vfio;
 
 use std::cell::RefCell;
@@ -100,19 +105,23 @@ pub(crate) fn all() -> Vec<Case> {
     cases.extend(info::cases());
     cases.extend(export::cases());
     cases.extend(invalid::cases());
+    cases.extend(ranges::cases());
     cases.extend(vfio::cases());
     cases.extend(runs::cases());
     cases.extend(debugfs::cases());
     cases.extend(mmap::cases());
+    cases.extend(vma::cases());
     cases.extend(faults::cases());
     cases.extend(fuzz::cases());
     cases.extend(security::cases());
     cases.extend(vfio::cross_driver_cases());
     cases.extend(revoke::cases());
     cases.extend(reset::cases());
+    cases.extend(barrier::cases());
     cases.extend(regressions::cases());
     cases.extend(unbind::cases());
     cases.extend(hotplug::cases());
+    cases.extend(lifetimes::cases());
     cases.extend(stress::cases());
     cases.extend(unload::cases());
     cases

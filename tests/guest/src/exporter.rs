@@ -213,6 +213,19 @@ pub(crate) fn revoke_arg(region_index: u32) -> uapi::vfio_dmabuf_revoke {
     }
 }
 
+impl Exporter {
+    /// Opens the character device at `path` read-write, as [`Exporter::open`]
+    /// does, keeping the errno of a failure.
+    pub(crate) fn try_open(path: &Path) -> io::Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path)?;
+        Ok(Self { file })
+    }
+}
+
 /// A REVOKE or RESTORE argument followed by 8 bytes the kernel does not
 /// know, to try `argsz` larger than the structure.
 #[repr(C)]

@@ -4,9 +4,14 @@
 //! character devices (export, import, walk, get_pfn, counters, revoke,
 //! restore, close, unknown requests), each checked against a model of what
 //! the call must do: the state of every BAR, the buffers and imports alive,
-//! and the reference arithmetic (`tests/host/src/reference.rs`, from the raw
-//! request) for every table and page frame. The seed is printed;
-//! `VFIO_DMABUF_FUZZ_SEED` replays one.
+//! what each import's COUNTERS must say (walks, calls, invalidations, the
+//! table's entries), and the reference arithmetic
+//! (`tests/host/src/reference.rs`, from the raw request) for every whole
+//! table and page frame. Only steps that made a system call count.
+//!
+//! The seed is printed, on stderr as soon as the case starts and in the
+//! case's diagnostics; `VFIO_DMABUF_FUZZ_SEED` (hexadecimal, `0x` optional)
+//! in guest-tests' environment replays one.
 
 use std::os::fd::{AsFd, OwnedFd};
 
@@ -17,10 +22,12 @@ use crate::importer::Importer;
 use crate::sys;
 use crate::uapi;
 
-/// Calls made by one run.
+/// System calls made by one run.
 pub(crate) const CALLS: u64 = 100_000;
 const MAX_BUFFERS: usize = 12;
 const MAX_IMPORTERS: usize = 6;
+/// The environment variable that replays a seed.
+pub(crate) const SEED_VAR: &str = "VFIO_DMABUF_FUZZ_SEED";
 
 /// The memory BARs the sequence exports from.
 const BARS: [(Which, u32); 4] = [
@@ -52,18 +59,31 @@ struct Exported {
     buffer: Buffer,
 }
 
+/// An import as the model sees it: what its COUNTERS must say.
+struct Import {
+    bar: usize,
+    buffer: Buffer,
+    walks: u64,
+    calls: u64,
+    invalidations: u64,
+    table: u64,
+}
+
 struct Imported {
     importer: Importer,
-    /// Which BAR and the expected layout of what it imported.
-    import: Option<(usize, Buffer)>,
+    import: Option<Import>,
 }
 
 struct Model {
     live: [bool; BARS.len()],
     buffers: Vec<Exported>,
     importers: Vec<Imported>,
+    /// System calls made.
     calls: u64,
-    counts: [u64; 10],
+    /// Steps of each kind that made a call.
+    steps: [u64; NAMES.len()],
+    /// Walks whose whole table was compared with the reference.
+    tables: u64,
 }
 
 const NAMES: [&str; 10] = [
@@ -81,29 +101,46 @@ const NAMES: [&str; 10] = [
 
 pub(super) fn cases() -> Vec<Case> {
     vec![case(
-        format!("fuzz: {CALLS} seeded random calls across both devices keep the model"),
+        format!("fuzz: {CALLS} seeded random calls across both devices keep the model, COUNTERS included"),
         run,
     )]
 }
 
-fn seed() -> u64 {
-    if let Some(seed) = std::env::var("VFIO_DMABUF_FUZZ_SEED")
-        .ok()
-        .and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok())
-    {
-        return seed;
+/// The seed: `VFIO_DMABUF_FUZZ_SEED` if set (a value that does not parse is
+/// an error, never a fresh seed), else the time.
+fn seed() -> Result<(u64, bool), String> {
+    match std::env::var(SEED_VAR) {
+        Ok(text) => {
+            let digits = text.trim().trim_start_matches("0x");
+            u64::from_str_radix(digits, 16)
+                .map(|seed| (seed, true))
+                .map_err(|e| format!("{SEED_VAR}={text:?} is not a hexadecimal seed: {e}"))
+        }
+        Err(std::env::VarError::NotPresent) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1);
+            Ok((now | 1, false))
+        }
+        Err(e) => Err(format!("{SEED_VAR}: {e}")),
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(1);
-    now | 1
 }
 
 fn run(ctx: &mut Context) -> Outcome {
-    let seed = seed();
+    for (which, _) in BARS {
+        ctx.device(which)?;
+    }
+    let (seed, replay) = seed()?;
+    // On stderr at once, so that a run the kernel cuts short still says it.
+    eprintln!("guest-tests: fuzz seed {seed:#x} (replay: {SEED_VAR}={seed:x})");
     ctx.note(format!(
-        "seed {seed:#x} (replay: VFIO_DMABUF_FUZZ_SEED={seed:x})"
+        "seed {seed:#x} ({}; replay: {SEED_VAR}={seed:x})",
+        if replay {
+            format!("from {SEED_VAR}")
+        } else {
+            "from the clock".to_owned()
+        }
     ));
     let fds_before = sys::open_fds().map_err(|e| e.to_string())?;
     let mut rng = Rng(seed);
@@ -112,7 +149,8 @@ fn run(ctx: &mut Context) -> Outcome {
         buffers: Vec::new(),
         importers: Vec::new(),
         calls: 0,
-        counts: [0; 10],
+        steps: [0; NAMES.len()],
+        tables: 0,
     };
     let mut outcome = Ok(());
     while model.calls < CALLS {
@@ -122,25 +160,59 @@ fn run(ctx: &mut Context) -> Outcome {
         }
     }
     // Leave every BAR live and every file closed, whatever happened.
+    let mut cleanup = Vec::new();
     for (i, &(which, bar)) in BARS.iter().enumerate() {
         if !model.live[i] {
             if let Ok(device) = ctx.device(which) {
-                let _ = device.exporter.restore(bar);
+                if let Err(e) = device.exporter.restore(bar) {
+                    cleanup.push(format!(
+                        "RESTORE of {} BAR{bar}: {}",
+                        which.name(),
+                        sys::describe(&e)
+                    ));
+                }
             }
         }
     }
-    let (calls, counts) = (model.calls, model.counts);
-    drop(model);
+    for imported in model.importers.drain(..) {
+        if let Err(e) = imported.importer.close() {
+            cleanup.push(format!("close of an importer: {}", sys::describe(&e)));
+        }
+    }
+    for exported in model.buffers.drain(..) {
+        if let Err(e) = sys::close(exported.fd) {
+            cleanup.push(format!("close of a dma-buf: {}", sys::describe(&e)));
+        }
+    }
     let summary: Vec<String> = NAMES
         .iter()
-        .zip(counts)
+        .zip(model.steps)
         .map(|(name, n)| format!("{name} {n}"))
         .collect();
-    ctx.note(format!("{calls} calls: {}", summary.join(", ")));
+    ctx.note(format!(
+        "{} calls in {} steps: {}; {} whole tables compared",
+        model.calls,
+        model.steps.iter().sum::<u64>(),
+        summary.join(", "),
+        model.tables
+    ));
     outcome.map_err(|f| match f {
-        Failure::Fail(m) => Failure::Fail(format!("seed {seed:#x}, call {calls}: {m}")),
+        Failure::Fail(m) => Failure::Fail(format!(
+            "seed {seed:#x}, call {}: {m} (replay: {SEED_VAR}={seed:x})",
+            model.calls
+        )),
         skip => skip,
     })?;
+    ensure!(cleanup.is_empty(), "{}", cleanup.join("\n"));
+    // Every kind of step ran, and walks compared tables.
+    let idle: Vec<&str> = NAMES
+        .iter()
+        .zip(model.steps)
+        .filter(|&(_, n)| n == 0)
+        .map(|(name, _)| *name)
+        .collect();
+    ensure!(idle.is_empty(), "steps that never made a call: {idle:?}");
+    ensure!(model.tables > 0, "no walk's table was compared");
     let fds_after = sys::open_fds().map_err(|e| e.to_string())?;
     ensure!(
         fds_after == fds_before,
@@ -165,73 +237,36 @@ fn random_ranges(rng: &mut Rng, bar_size: u64) -> Vec<(u64, u64)> {
         .collect()
 }
 
+/// One step: the calls it made are added to `m.calls`, and a step that made
+/// one counts for its kind.
 fn step(ctx: &Context, rng: &mut Rng, m: &mut Model) -> Outcome {
     let op = rng.below(NAMES.len() as u64) as usize;
-    m.counts[op] += 1;
-    m.calls += 1;
-    match op {
-        0 => {
-            let bar = rng.below(BARS.len() as u64) as usize;
-            let (which, index) = BARS[bar];
-            let device = ctx.device(which)?;
-            let pairs = random_ranges(rng, device.bar(index).size());
-            let buffer = Buffer::new(&ranges(&pairs), device.bar(index))?;
-            let fd = device
-                .exporter
-                .export(&ExportRequest::new(index, &ranges(&pairs)))
-                .map_err(|e| format!("EXPORT {pairs:x?} from {} BAR{index}: {e}", which.name()))?;
-            if m.buffers.len() == MAX_BUFFERS {
-                let victim = rng.below(MAX_BUFFERS as u64) as usize;
-                m.buffers.swap_remove(victim);
-                m.calls += 1;
-            }
-            m.buffers.push(Exported { fd, bar, buffer });
-            Ok(())
+    let before = m.calls;
+    let result = match op {
+        0 => export(ctx, rng, m),
+        1 => {
+            m.calls += 1;
+            bad_export(ctx, rng)
         }
-        1 => bad_export(ctx, rng),
         2 => {
             if m.buffers.is_empty() {
                 return Ok(());
             }
             let victim = rng.below(m.buffers.len() as u64) as usize;
             let gone = m.buffers.swap_remove(victim);
-            sys::close(gone.fd).map_err(|e| format!("close of a dma-buf: {e}"))?;
-            Ok(())
+            m.calls += 1;
+            sys::close(gone.fd).map_err(|e| format!("close of a dma-buf: {e}").into())
         }
         3 => import(rng, m),
         4 => walk(rng, m),
         5 => get_pfn(rng, m),
         6 => counters(rng, m),
-        7 | 8 => {
-            let bar = rng.below(BARS.len() as u64) as usize;
-            let (which, index) = BARS[bar];
-            let exporter = &ctx.device(which)?.exporter;
-            if op == 7 {
-                exporter.revoke(index).map_err(|e| format!("REVOKE: {e}"))?;
-                m.live[bar] = false;
-                // Every import of that BAR dropped its table.
-                for imp in &m.importers {
-                    if matches!(&imp.import, Some((b, _)) if *b == bar) {
-                        let c = imp
-                            .importer
-                            .counters()
-                            .map_err(|e| format!("COUNTERS: {e}"))?;
-                        m.calls += 1;
-                        ensure!(c.table_segments == 0, "a table survived REVOKE: {c:?}");
-                    }
-                }
-            } else {
-                exporter
-                    .restore(index)
-                    .map_err(|e| format!("RESTORE: {e}"))?;
-                m.live[bar] = true;
-            }
-            Ok(())
-        }
+        7 | 8 => change(ctx, rng, m, op == 7),
         _ => {
             let device = ctx.device(BARS[rng.below(BARS.len() as u64) as usize].0)?;
             let mut info = InfoWithTail::default();
             info.info.argsz = uapi::argsz::<uapi::vfio_dmabuf_info>();
+            m.calls += 1;
             expect_err(
                 "an undefined request",
                 device
@@ -240,7 +275,32 @@ fn step(ctx: &Context, rng: &mut Rng, m: &mut Model) -> Outcome {
                 libc::ENOTTY,
             )
         }
+    };
+    if m.calls > before {
+        m.steps[op] += 1;
     }
+    result
+}
+
+fn export(ctx: &Context, rng: &mut Rng, m: &mut Model) -> Outcome {
+    let bar = rng.below(BARS.len() as u64) as usize;
+    let (which, index) = BARS[bar];
+    let device = ctx.device(which)?;
+    let pairs = random_ranges(rng, device.bar(index).size());
+    let buffer = Buffer::new(&ranges(&pairs), device.bar(index))?;
+    m.calls += 1;
+    let fd = device
+        .exporter
+        .export(&ExportRequest::new(index, &ranges(&pairs)))
+        .map_err(|e| format!("EXPORT {pairs:x?} from {} BAR{index}: {e}", which.name()))?;
+    if m.buffers.len() == MAX_BUFFERS {
+        let victim = rng.below(MAX_BUFFERS as u64) as usize;
+        let old = m.buffers.swap_remove(victim);
+        m.calls += 1;
+        sys::close(old.fd).map_err(|e| format!("close of a dma-buf: {e}"))?;
+    }
+    m.buffers.push(Exported { fd, bar, buffer });
+    Ok(())
 }
 
 fn bad_export(ctx: &Context, rng: &mut Rng) -> Outcome {
@@ -301,21 +361,26 @@ fn bad_export(ctx: &Context, rng: &mut Rng) -> Outcome {
 
 fn import(rng: &mut Rng, m: &mut Model) -> Outcome {
     if m.importers.len() < MAX_IMPORTERS && (m.importers.is_empty() || rng.below(4) == 0) {
+        m.calls += 1;
         m.importers.push(Imported {
             importer: Importer::open()?,
             import: None,
         });
-        m.calls += 1;
     }
     let i = rng.below(m.importers.len() as u64) as usize;
     if m.buffers.is_empty() || rng.below(8) == 0 {
         // Close it instead.
-        m.importers.swap_remove(i);
-        return Ok(());
+        let gone = m.importers.swap_remove(i);
+        m.calls += 1;
+        return gone
+            .importer
+            .close()
+            .map_err(|e| format!("close of an importer: {e}").into());
     }
     let b = rng.below(m.buffers.len() as u64) as usize;
     let (bar, buffer) = (m.buffers[b].bar, m.buffers[b].buffer.clone());
     let imp = &mut m.importers[i];
+    m.calls += 1;
     let result = imp.importer.import(m.buffers[b].fd.as_fd());
     // A new import replaces the old one even when it fails.
     imp.import = None;
@@ -326,7 +391,14 @@ fn import(rng: &mut Rng, m: &mut Model) -> Outcome {
             "IMPORT says {size:#x} bytes, expected {:#x}",
             buffer.size()
         );
-        imp.import = Some((bar, buffer));
+        imp.import = Some(Import {
+            bar,
+            buffer,
+            walks: 0,
+            calls: 0,
+            invalidations: 0,
+            table: 0,
+        });
         Ok(())
     } else {
         expect_err("IMPORT of a revoked buffer", result, libc::ENODEV)
@@ -334,49 +406,77 @@ fn import(rng: &mut Rng, m: &mut Model) -> Outcome {
 }
 
 fn walk(rng: &mut Rng, m: &mut Model) -> Outcome {
-    let Some(imp) = pick(rng, &m.importers) else {
+    if m.importers.is_empty() {
         return Ok(());
-    };
+    }
+    let i = rng.below(m.importers.len() as u64) as usize;
     let pages = rng.below(4) == 0;
     let flags = if pages {
         uapi::VFIO_DMABUF_IMP_WALK_PAGES
     } else {
         0
     };
-    match &imp.import {
-        None => expect_err(
+    let live = m.live;
+    let imp = &mut m.importers[i];
+    let Some(import) = &mut imp.import else {
+        m.calls += 1;
+        return expect_err(
             "WALK without an import",
             imp.importer.walk(flags, 1),
             libc::ENOENT,
-        ),
-        Some((bar, buffer)) => {
-            let expected: Vec<Entry> = if pages {
-                buffer.walk_pages()
-            } else {
-                buffer.walk()
-            };
-            if pages && expected.len() > 4096 {
-                return Ok(());
-            }
-            let result = imp.importer.walk(flags, expected.len());
-            if !m.live[*bar] {
-                return expect_err("WALK of a revoked buffer", result, libc::ENODEV);
-            }
-            let walk = result.map_err(|e| format!("WALK of a live buffer: {e}"))?;
-            ensure!(
-                walk.table == expected,
-                "WALK table differs from the reference"
-            );
-            Ok(())
-        }
+        );
+    };
+    let expected: Vec<Entry> = if pages {
+        import.buffer.walk_pages()
+    } else {
+        import.buffer.walk()
+    };
+    if expected.len() > 4096 {
+        // No call made: too large a table to ask for.
+        return Ok(());
     }
+    m.calls += 1;
+    let result = imp.importer.walk(flags, expected.len());
+    if !live[import.bar] {
+        // The first page frame query fails.
+        import.calls += 1;
+        return expect_err("WALK of a revoked buffer", result, libc::ENODEV);
+    }
+    let walk = result.map_err(|e| format!("WALK of a live buffer: {e}"))?;
+    let calls = if pages {
+        import.buffer.pages()
+    } else {
+        expected.len() as u64
+    };
+    ensure!(
+        u64::from(walk.entries) == expected.len() as u64,
+        "WALK{}: {} entries, expected {}",
+        if pages { " (pages)" } else { "" },
+        walk.entries,
+        expected.len()
+    );
+    crate::expect::compare(&walk.table, &expected)?;
+    ensure!(
+        walk.calls == calls,
+        "WALK: {} calls, expected {calls}",
+        walk.calls
+    );
+    import.walks += 1;
+    import.calls += calls;
+    import.table = expected.len() as u64;
+    m.tables += 1;
+    Ok(())
 }
 
 fn get_pfn(rng: &mut Rng, m: &mut Model) -> Outcome {
-    let Some(imp) = pick(rng, &m.importers) else {
+    if m.importers.is_empty() {
         return Ok(());
-    };
-    let Some((bar, buffer)) = &imp.import else {
+    }
+    let i = rng.below(m.importers.len() as u64) as usize;
+    let live = m.live;
+    let imp = &mut m.importers[i];
+    m.calls += 1;
+    let Some(import) = &mut imp.import else {
         return expect_err(
             "GET_PFN without an import",
             imp.importer.get_pfn(0),
@@ -384,14 +484,17 @@ fn get_pfn(rng: &mut Rng, m: &mut Model) -> Outcome {
         );
     };
     let pgoff = match rng.below(8) {
-        0 => buffer.pages() + rng.below(1 << 20),
+        0 => import.buffer.pages() + rng.below(1 << 20),
         1 => u64::MAX - rng.below(4),
-        _ => rng.below(buffer.pages()),
+        _ => rng.below(import.buffer.pages()),
     };
     let result = imp.importer.get_pfn(pgoff);
-    match buffer.get_pfn(pgoff) {
+    import.calls += 1;
+    match import.buffer.get_pfn(pgoff) {
         None => expect_err("GET_PFN past the end", result, libc::ERANGE),
-        Some(_) if !m.live[*bar] => expect_err("GET_PFN of a revoked buffer", result, libc::ENODEV),
+        Some(_) if !live[import.bar] => {
+            expect_err("GET_PFN of a revoked buffer", result, libc::ENODEV)
+        }
         Some(expected) => {
             let got = result.map_err(|e| format!("GET_PFN of page {pgoff:#x}: {e}"))?;
             ensure!(
@@ -403,28 +506,63 @@ fn get_pfn(rng: &mut Rng, m: &mut Model) -> Outcome {
     }
 }
 
-fn counters(rng: &mut Rng, m: &mut Model) -> Outcome {
-    let Some(imp) = pick(rng, &m.importers) else {
-        return Ok(());
+/// COUNTERS of `imported` against the model.
+fn check_counters(imported: &Imported, calls: &mut u64) -> Outcome {
+    *calls += 1;
+    let result = imported.importer.counters();
+    let Some(import) = &imported.import else {
+        return expect_err("COUNTERS without an import", result, libc::ENOENT);
     };
-    let result = imp.importer.counters();
-    match &imp.import {
-        None => expect_err("COUNTERS without an import", result, libc::ENOENT),
-        Some((bar, _)) => {
-            let c = result.map_err(|e| format!("COUNTERS: {e}"))?;
-            ensure!(
-                m.live[*bar] || c.table_segments == 0,
-                "a revoked import keeps a table: {c:?}"
-            );
-            Ok(())
-        }
-    }
+    let c = result.map_err(|e| format!("COUNTERS: {e}"))?;
+    let expected = (
+        import.walks,
+        import.calls,
+        import.invalidations,
+        import.table,
+    );
+    ensure!(
+        (c.walks, c.calls, c.invalidations, c.table_segments) == expected
+            && (c.pte_faults, c.pmd_faults, c.pud_faults) == (0, 0, 0),
+        "COUNTERS {c:?}, the model says (walks, calls, invalidations, table) = {expected:?} and no faults"
+    );
+    Ok(())
 }
 
-fn pick<'a, T>(rng: &mut Rng, items: &'a [T]) -> Option<&'a T> {
-    if items.is_empty() {
-        None
-    } else {
-        items.get(rng.below(items.len() as u64) as usize)
+fn counters(rng: &mut Rng, m: &mut Model) -> Outcome {
+    if m.importers.is_empty() {
+        return Ok(());
     }
+    let i = rng.below(m.importers.len() as u64) as usize;
+    check_counters(&m.importers[i], &mut m.calls)
+}
+
+/// REVOKE (`revoke`) or RESTORE of a random BAR, then every import's
+/// COUNTERS.
+fn change(ctx: &Context, rng: &mut Rng, m: &mut Model, revoke: bool) -> Outcome {
+    let bar = rng.below(BARS.len() as u64) as usize;
+    let (which, index) = BARS[bar];
+    let exporter = &ctx.device(which)?.exporter;
+    m.calls += 1;
+    if revoke {
+        exporter.revoke(index).map_err(|e| format!("REVOKE: {e}"))?;
+        // Told only on the way from live: each import of the BAR once.
+        if m.live[bar] {
+            for imp in &mut m.importers {
+                if let Some(import) = imp.import.as_mut().filter(|i| i.bar == bar) {
+                    import.invalidations += 1;
+                    import.table = 0;
+                }
+            }
+        }
+        m.live[bar] = false;
+    } else {
+        exporter
+            .restore(index)
+            .map_err(|e| format!("RESTORE: {e}"))?;
+        m.live[bar] = true;
+    }
+    for imported in &m.importers {
+        check_counters(imported, &mut m.calls)?;
+    }
+    Ok(())
 }

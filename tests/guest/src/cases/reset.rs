@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! A function reset of edu through sysfs (`echo 1 > reset`) with a buffer
+//! A function reset of edu through sysfs (`echo 1 > reset`, which the PCI
+//! core makes a secondary bus reset: edu's only `reset_method`) with a buffer
 //! of its BAR0 imported: the driver's `reset_prepare` revokes the exports,
 //! so the importer is told once and page frame queries fail, exports stay
 //! revoked after the reset (a new one comes out revoked), and RESTORE brings
@@ -37,7 +38,7 @@ pub(super) fn cases() -> Vec<Case> {
     let last = state.clone();
     vec![
         case(
-            "edu reset: writing 1 to sysfs reset tells the importer once and it drops its table",
+            "edu reset: writing 1 to sysfs reset (a secondary bus reset, edu's only reset_method) tells the importer once and it drops its table",
             move |ctx| reset_first(ctx, &first),
         ),
         step(
@@ -90,6 +91,18 @@ fn reset_first(ctx: &mut Context, state: &Shared<Reset>) -> Outcome {
         function.address,
         methods.as_deref().unwrap_or("none")
     ));
+    // QEMU's edu has no FLR and no PM capability; alone behind its root
+    // port, it is reset by a reset of the port's secondary bus.
+    let first = methods
+        .as_deref()
+        .and_then(|m| m.split_whitespace().next())
+        .unwrap_or("");
+    ensure!(
+        first == super::stress::RESET_METHOD,
+        "the PCI core resets {} by {first:?}, not by {:?}: the case's name is wrong",
+        function.address,
+        super::stress::RESET_METHOD
+    );
     function.reset()?;
     let counters = must("COUNTERS", importer.counters());
     state.set(Reset {

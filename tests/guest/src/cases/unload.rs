@@ -4,7 +4,9 @@
 //! the module that exported it, so `vfio_dmabuf` cannot be unloaded while
 //! one is open, even with no character device or importer file open; once
 //! this program has closed every file, both modules unload, and unloading
-//! the driver unbinds every function and releases its BARs.
+//! the driver unbinds every function and releases its BARs (which
+//! `/proc/iomem` showed claimed, each memory BAR of each bound function,
+//! just before).
 //!
 //! Closing a dma-buf (or a file holding one) releases it only on the way
 //! back to user space, and a release the kernel defers may come later
@@ -111,11 +113,40 @@ fn unload_exporter(ctx: &mut Context) -> Outcome {
     // Nothing is left open unless an earlier case failed early.
     close_devices(ctx)?;
     nothing_else_open(ours_open(None))?;
-    let before = must("reading /proc/iomem", claims())?;
+    // The claims to be released: every memory BAR of every function bound
+    // to the driver, and nothing else, or releasing them proves nothing.
+    let mut expected = Vec::new();
+    for which in Which::ALL {
+        let (vendor, device) = which.id();
+        let Some(function) = Function::find(vendor, device)? else {
+            continue;
+        };
+        if function.driver()?.as_deref() == Some(pci::DRIVER) {
+            expected.extend(super::gone::memory_bars(&function.resources()?));
+        }
+    }
+    let mut before = super::gone::iomem_claims()?;
+    before.sort_unstable();
+    expected.sort_unstable();
     ctx.note(format!(
-        "{} BAR(s) claimed in /proc/iomem before unloading",
-        before.len()
+        "{} BAR(s) claimed in /proc/iomem before unloading: {}",
+        before.len(),
+        before
+            .iter()
+            .map(|(start, end)| format!("{start:x}-{end:x}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     ));
+    ensure!(
+        !expected.is_empty(),
+        "no function is bound to {}: nothing to release",
+        pci::DRIVER
+    );
+    ensure!(
+        before == expected,
+        "/proc/iomem claims {before:x?} for {}, the bound functions' memory BARs are {expected:x?}",
+        pci::DRIVER
+    );
     unload(ctx, EXPORTER)?;
     let mut checks = Vec::new();
     let module = Path::new("/sys/module").join(name(EXPORTER));
