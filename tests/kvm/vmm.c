@@ -162,6 +162,7 @@ extern const char guest_code[], guest_code_end[], g_read_insn[], g_write_insn[],
 
 /* ---- reporting ---- */
 
+static bool verbose;
 static char why[8192];
 static size_t why_len;
 
@@ -1063,6 +1064,10 @@ static int read_and_count(struct vm *vm, const struct layout *l, const uint64_t 
 
 		if (words)
 			words[i] = (uint32_t)got;
+		if (verbose)
+			note("GPA %#llx (BAR offset %#llx): %#010llx%s", (unsigned long long)gpas[i],
+			     (unsigned long long)bar, (unsigned long long)got,
+			     pattern ? (got == ivshmem_word(bar) ? " = pattern" : " != pattern") : "");
 		if (pattern && got != ivshmem_word(bar)) {
 			if (bad++ < 8)
 				failf("GPA %#llx (BAR offset %#llx) read %#llx, the pattern is %#x",
@@ -1218,9 +1223,15 @@ static int case_edu(void)
 	TRY(stats_read(&vm, after));
 	CHECK(cmds(&vm)[0].result == EDU_ID, "GPA %#llx (edu's ID register) read %#llx, expected %#x",
 	      (unsigned long long)EDU_GPA, (unsigned long long)cmds(&vm)[0].result, EDU_ID);
+	if (verbose)
+		note("GPA %#llx (edu BAR0+0): %#010llx", (unsigned long long)EDU_GPA,
+		     (unsigned long long)cmds(&vm)[0].result);
 	for (int i = 0; i < nv; i++) {
 		uint64_t got = cmds(&vm)[2 + 2 * i].result;
 
+		if (verbose)
+			note("GPA %#llx (edu BAR0+4) <- %#010x, then reads %#010llx", (unsigned long long)(EDU_GPA + 4),
+			     values[i], (unsigned long long)got);
 		CHECK(got == (uint32_t)~values[i], "after writing %#x at +4 the guest read %#llx, expected %#x",
 		      values[i], (unsigned long long)got, (uint32_t)~values[i]);
 	}
@@ -2094,55 +2105,65 @@ static int case_hotplug(void)
 }
 
 static const struct {
-	const char *name;
+	const char *id, *name;
 	int (*fn)(void);
 } cases[] = {
-	{ "kvm: KVM_CAP_DMABUF_MEMSLOT is 1 on /dev/kvm and on a VM", case_cap },
-	{ "kvm: the nested guest runs its command table from its RAM slot in 64-bit mode; pages_4k counts its RAM",
+	{ "cap", "kvm: KVM_CAP_DMABUF_MEMSLOT is 1 on /dev/kvm and on a VM",
+	  case_cap },
+	{ "guest", "kvm: the nested guest runs its command table from its RAM slot in 64-bit mode; pages_4k counts its RAM",
 	  case_guest },
-	{ "kvm: edu BAR0 slot: the nested guest reads 0x010000ed at its GPA and ~v after writing v at +4 (6 values); one 4 KiB mapping, as derived",
+	{ "edu", "kvm: edu BAR0 slot: the nested guest reads 0x010000ed at its GPA and ~v after writing v at +4 (6 values); one 4 KiB mapping, as derived",
 	  case_edu },
-	{ "kvm: ivshmem 1 GiB slot at a 1 GiB-aligned GPA: 64 pages read the pattern; one 1 GiB mapping and no other, as derived",
+	{ "ivshmem-1g", "kvm: ivshmem 1 GiB slot at a 1 GiB-aligned GPA: 64 pages read the pattern; one 1 GiB mapping and no other, as derived",
 	  case_ivshmem_1g },
-	{ "kvm: ivshmem 1 GiB slot at a 2 MiB- but not 1 GiB-aligned GPA: 64 pages read the pattern; 64 2 MiB mappings, as derived",
+	{ "ivshmem-2m", "kvm: ivshmem 1 GiB slot at a 2 MiB- but not 1 GiB-aligned GPA: 64 pages read the pattern; 64 2 MiB mappings, as derived",
 	  case_ivshmem_2m },
-	{ "kvm: ivshmem 1 GiB slot at a GPA 4 KiB off the buffer's alignment: 64 pages read the pattern; 4 KiB mappings only, as derived",
+	{ "ivshmem-4k", "kvm: ivshmem 1 GiB slot at a GPA 4 KiB off the buffer's alignment: 64 pages read the pattern; 4 KiB mappings only, as derived",
 	  case_ivshmem_4k },
-	{ "kvm: ivshmem slot of 512 MiB from dmabuf_offset 2 MiB: 64 pages read the pattern of their BAR offsets; 2 MiB mappings, as derived",
+	{ "ivshmem-window", "kvm: ivshmem slot of 512 MiB from dmabuf_offset 2 MiB: 64 pages read the pattern of their BAR offsets; 2 MiB mappings, as derived",
 	  case_ivshmem_window },
-	{ "kvm: 3-range ivshmem slice (VFIO_DEVICE_FEATURE on our node) at a 2 MiB-aligned GPA: 64 pages read the pattern; one 2 MiB mapping and 4 KiB ones, as derived",
+	{ "slice", "kvm: 3-range ivshmem slice (VFIO_DEVICE_FEATURE on our node) at a 2 MiB-aligned GPA: 64 pages read the pattern; one 2 MiB mapping and 4 KiB ones, as derived",
 	  case_slice_aligned },
-	{ "kvm: the same 3-range slice at a GPA 4 KiB off: 64 pages read the pattern; 4 KiB mappings only, as derived",
+	{ "slice-4k", "kvm: the same 3-range slice at a GPA 4 KiB off: 64 pages read the pattern; 4 KiB mappings only, as derived",
 	  case_slice_misaligned },
-	{ "kvm: pci-testdev 16 GiB slot at a 16 GiB-aligned GPA: one access per GiB takes one 1 GiB mapping each, as derived",
+	{ "testdev", "kvm: pci-testdev 16 GiB slot at a 16 GiB-aligned GPA: one access per GiB takes one 1 GiB mapping each, as derived",
 	  case_testdev },
-	{ "kvm: REVOKE while the guest reads the ivshmem slot: KVM_RUN ends with EFAULT and KVM_EXIT_MEMORY_FAULT for the page, nothing read, the 1 GiB mapping zapped; after RESTORE the same read completes",
+	{ "revoke-running", "kvm: REVOKE while the guest reads the ivshmem slot: KVM_RUN ends with EFAULT and KVM_EXIT_MEMORY_FAULT for the page, nothing read, the 1 GiB mapping zapped; after RESTORE the same read completes",
 	  case_revoke_running },
-	{ "kvm: edu slot revoked: a write exits with KVM_EXIT_MEMORY_FAULT and never reaches the device; after RESTORE writes and reads work",
+	{ "revoke-edu", "kvm: edu slot revoked: a write exits with KVM_EXIT_MEMORY_FAULT and never reaches the device; after RESTORE writes and reads work",
 	  case_revoke_edu },
-	{ "kvm: KVM_MEM_READONLY dma-buf slot: reads work, a write exits with KVM_EXIT_MMIO and leaves the device unchanged",
+	{ "readonly", "kvm: KVM_MEM_READONLY dma-buf slot: reads work, a write exits with KVM_EXIT_MMIO and leaves the device unchanged",
 	  case_readonly },
-	{ "kvm: refused with EINVAL: a system-heap dma-buf (no page frames)", case_refuse_heap },
-	{ "kvm: refused: /dev/null as dmabuf_fd (EINVAL), a closed fd (EBADF)", case_refuse_not_dmabuf },
-	{ "kvm: refused with EINVAL: a dmabuf_offset that is not page aligned", case_refuse_offset },
-	{ "kvm: refused with EINVAL: a region past the buffer's end, or whose offset wraps", case_refuse_past_end },
-	{ "kvm: refused with EINVAL: a non-zero userspace_addr", case_refuse_uaddr },
-	{ "kvm: refused with EINVAL: KVM_MEM_DMABUF with KVM_MEM_LOG_DIRTY_PAGES", case_refuse_dirty },
-	{ "kvm: refused with EINVAL: KVM_MEM_DMABUF with KVM_MEM_GUEST_MEMFD", case_refuse_gmem },
-	{ "kvm: refused with EINVAL: modifying a dma-buf slot (again, move, read-only, flags, offset); deletion works",
+	{ "refuse-heap", "kvm: refused with EINVAL: a system-heap dma-buf (no page frames)",
+	  case_refuse_heap },
+	{ "refuse-fd", "kvm: refused: /dev/null as dmabuf_fd (EINVAL), a closed fd (EBADF)",
+	  case_refuse_not_dmabuf },
+	{ "refuse-offset", "kvm: refused with EINVAL: a dmabuf_offset that is not page aligned",
+	  case_refuse_offset },
+	{ "refuse-end", "kvm: refused with EINVAL: a region past the buffer's end, or whose offset wraps",
+	  case_refuse_past_end },
+	{ "refuse-uaddr", "kvm: refused with EINVAL: a non-zero userspace_addr",
+	  case_refuse_uaddr },
+	{ "refuse-dirty", "kvm: refused with EINVAL: KVM_MEM_DMABUF with KVM_MEM_LOG_DIRTY_PAGES",
+	  case_refuse_dirty },
+	{ "refuse-gmem", "kvm: refused with EINVAL: KVM_MEM_DMABUF with KVM_MEM_GUEST_MEMFD",
+	  case_refuse_gmem },
+	{ "refuse-modify", "kvm: refused with EINVAL: modifying a dma-buf slot (again, move, read-only, flags, offset); deletion works",
 	  case_refuse_modify },
-	{ "kvm: refused with ENODEV: a slot of a revoked buffer; accepted after RESTORE", case_refuse_revoked },
-	{ "kvm: vfio-pci dma-buf of ivshmem BAR2 (no-IOMMU): 64 pages read the pattern with one 1 GiB mapping; decoding off exits with KVM_EXIT_MEMORY_FAULT, on again reads",
+	{ "refuse-revoked", "kvm: refused with ENODEV: a slot of a revoked buffer; accepted after RESTORE",
+	  case_refuse_revoked },
+	{ "vfio-pci", "kvm: vfio-pci dma-buf of ivshmem BAR2 (no-IOMMU): 64 pages read the pattern with one 1 GiB mapping; decoding off exits with KVM_EXIT_MEMORY_FAULT, on again reads",
 	  case_vfio_pci },
-	{ "kvm: edu unbound under a live slot: the mapping is zapped, a read exits with KVM_EXIT_MEMORY_FAULT, the slot deletes, a new one is ENODEV, the VM closes",
+	{ "unbind", "kvm: edu unbound under a live slot: the mapping is zapped, a read exits with KVM_EXIT_MEMORY_FAULT, the slot deletes, a new one is ENODEV, the VM closes",
 	  case_unbind },
-	{ "kvm: ivshmem hot-unplugged under a live slot: a read exits with KVM_EXIT_MEMORY_FAULT, the VM closes with the slot in it; plugged back, it maps again",
+	{ "hotplug", "kvm: ivshmem hot-unplugged under a live slot: a read exits with KVM_EXIT_MEMORY_FAULT, the VM closes with the slot in it; plugged back, it maps again",
 	  case_hotplug },
 };
 
 /*
- * kvm-vmm [CASE...]: every case, or those numbered (for development; the
- * plan then counts those only).
+ * kvm-vmm [-v] [CASE...]: every case, or those named (by number from 1 or by
+ * id, e.g. "edu ivshmem-1g revoke-running"; the plan counts those only);
+ * -v shows each word the nested guest read.
  */
 int main(int argc, char **argv)
 {
@@ -2156,8 +2177,18 @@ int main(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		int c = atoi(argv[i]);
 
+		if (!strcmp(argv[i], "-v")) {
+			verbose = true;
+			continue;
+		}
+		for (int k = 0; k < all && c == 0; k++)
+			if (!strcmp(argv[i], cases[k].id))
+				c = k + 1;
 		if (c < 1 || c > all || n == all) {
-			fprintf(stderr, "usage: kvm-vmm [CASE...], CASE from 1 to %d\n", all);
+			fprintf(stderr, "usage: kvm-vmm [-v] [CASE...], CASE a number from 1 to %d or one of:", all);
+			for (int k = 0; k < all; k++)
+				fprintf(stderr, " %s", cases[k].id);
+			fprintf(stderr, "\n");
 			return 2;
 		}
 		pick[n++] = c - 1;
