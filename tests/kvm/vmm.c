@@ -224,7 +224,7 @@ struct cleanup {
 	void (*fn)(void *);
 	void *arg;
 };
-static struct cleanup cleanups[64];
+static struct cleanup cleanups[256];
 static int ncleanups;
 
 static void at_end(void (*fn)(void *), void *arg)
@@ -1509,6 +1509,128 @@ static void restore_bar0(void *arg)
 	bar_state(*node, 0, false);
 }
 
+/* ---- REVOKE and RESTORE racing slot deletion and the VM's close ---- */
+
+struct flipper {
+	int node;
+	volatile bool stop;
+	unsigned long flips;
+	int err;
+};
+
+static void *flipper_main(void *arg)
+{
+	struct flipper *fl = arg;
+	unsigned int seed = 1;
+
+	while (!fl->stop && !fl->err) {
+		int r = bar_state(fl->node, 2, true);
+
+		if (!r) {
+			usleep(rand_r(&seed) % 3000);
+			r = bar_state(fl->node, 2, false);
+		}
+		if (r)
+			fl->err = -r;
+		fl->flips++;
+		usleep(rand_r(&seed) % 3000);
+	}
+	return NULL;
+}
+
+#define RACE_CYCLES 20
+
+static int case_race(void)
+{
+	struct flipper fl = { 0 };
+	struct range whole;
+	pthread_t t;
+	sigset_t block, old;
+	unsigned int done = 0, faults = 0, enodev = 0;
+	uint64_t x = 0x1f00c;
+	int node, buf, r, rc = 0;
+
+	TRY(need(IVSHMEM, &ivshmem));
+	TRY(node = node_of(&ivshmem));
+	whole = (struct range){ 0, ivshmem.size[2] };
+	TRY(buf = exported(export_ours(node, 2, &whole, 1), "VFIO_DMABUF_EXPORT of ivshmem BAR2"));
+	at_end(restore_bar, keep_fd(dup(node)));
+	fl.node = node;
+	sigemptyset(&block);
+	sigaddset(&block, SIGALRM);
+	pthread_sigmask(SIG_BLOCK, &block, &old);
+	r = pthread_create(&t, NULL, flipper_main, &fl);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	CHECK(r == 0, "pthread_create: %s", errname(r));
+	for (int c = 0; c < RACE_CYCLES && !rc; c++) {
+		struct vm *vm = calloc(1, sizeof(*vm));
+		struct run_result res;
+		bool read = false;
+
+		if (!vm)
+			abort();
+		at_end(free, vm);
+		if (vm_create(vm) < 0) {
+			rc = -1;
+			break;
+		}
+		/* Creation may meet a revoked buffer: ENODEV, then again. */
+		for (int k = 0; k < 1000; k++) {
+			r = set_dmabuf_slot(vm, 1, 0, IVSHMEM_GPA, whole.len, buf, 0);
+			if (r != ENODEV)
+				break;
+			enodev++;
+			usleep(500);
+		}
+		if (r) {
+			failf("cycle %d: the slot: %s", c, errname(r));
+			rc = -1;
+			break;
+		}
+		prog_begin(vm);
+		prog_add(vm, OP_READ, IVSHMEM_GPA + x, 0);
+		for (int k = 0; k < 1000 && !read; k++) {
+			vm_run(vm, 30, &res);
+			if (res.kind == R_DONE) {
+				read = true;
+				if (cmds(vm)[0].result != ivshmem_word(x)) {
+					failf("cycle %d: read %#llx, the pattern is %#x", c,
+					      (unsigned long long)cmds(vm)[0].result, ivshmem_word(x));
+					rc = -1;
+				}
+			} else if (res.kind == R_FAULT && res.gpa == ((IVSHMEM_GPA + x) & ~(PAGE - 1)) &&
+				   res.regs.rax == SENTINEL) {
+				faults++;
+				usleep(500);
+			} else {
+				failf("cycle %d: %s", c, res.desc);
+				rc = -1;
+				break;
+			}
+		}
+		if (!read && !rc) {
+			failf("cycle %d: 1000 runs without the read completing", c);
+			rc = -1;
+		}
+		/* Even cycles delete the slot first; odd ones close the VM with it. */
+		if (c % 2 == 0) {
+			r = delete_slot(vm, 1);
+			if (r) {
+				failf("cycle %d: deleting the slot: %s", c, errname(r));
+				rc = -1;
+			}
+		}
+		vm_close(vm);
+	}
+	fl.stop = true;
+	pthread_join(t, NULL);
+	note("%d cycles against %lu revoke/restore flips: %u reads completed, %u memory-fault exits, %u ENODEV creations",
+	     RACE_CYCLES, fl.flips, done + (rc ? 0 : RACE_CYCLES), faults, enodev);
+	CHECK(!fl.err, "the revoke/restore thread: %s", errname(fl.err));
+	CHECK(fl.flips > 0, "no revoke happened during the cycles");
+	return rc;
+}
+
 /* edu: a write while revoked never reaches the device. */
 static int case_revoke_edu(void)
 {
@@ -2152,6 +2274,8 @@ static const struct {
 	  case_refuse_modify },
 	{ "refuse-revoked", "kvm: refused with ENODEV: a slot of a revoked buffer; accepted after RESTORE",
 	  case_refuse_revoked },
+	{ "race", "kvm: REVOKE/RESTORE in a loop racing 20 cycles of VM creation, guest reads, slot deletion and VM close: each read gives the pattern or a KVM_EXIT_MEMORY_FAULT exit",
+	  case_race },
 	{ "vfio-pci", "kvm: vfio-pci dma-buf of ivshmem BAR2 (no-IOMMU): 64 pages read the pattern with one 1 GiB mapping; decoding off exits with KVM_EXIT_MEMORY_FAULT, on again reads",
 	  case_vfio_pci },
 	{ "unbind", "kvm: edu unbound under a live slot: the mapping is zapped, a read exits with KVM_EXIT_MEMORY_FAULT, the slot deletes, a new one is ENODEV, the VM closes",
