@@ -69,7 +69,8 @@ struct vfio_dmabuf_imp_import {
  * Attach to the dma-buf @fd, dropping any previous import of this file.
  *
  * Return: 0; -EBADF if @fd is not open; -EINVAL if it is not a dma-buf, or
- * one of a mappable (scatterlist) exporter; -ENODEV if the exporter's memory
+ * its exporter offers no page frames (a scatterlist only); -ENODEV if the
+ * exporter's memory
  * is not live; -EOPNOTSUPP if the exporter refuses the importer.
  */
 #define VFIO_DMABUF_IMP_IMPORT	_IO(VFIO_DMABUF_IMP_TYPE, 0x10)

@@ -38,9 +38,10 @@
  *   num_regions is %VFIO_PCI_ROM_REGION_INDEX (the six BARs are the only
  *   regions); num_irqs is 0.
  * - %VFIO_DEVICE_GET_REGION_INFO for a BAR index: size is the BAR's size
- *   (0 when absent), offset is VFIO_PCI_INDEX_TO_OFFSET() of the index, and
- *   flags is 0, since the BARs are not read, written or mapped through this
- *   device, only exported. Other indices fail with ``EINVAL``.
+ *   (0 when absent), and flags, offset and cap_offset are 0, since the BARs
+ *   are not read, written or mapped through this device, only exported.
+ *   Other indices fail with ``EINVAL``; argsz below the structure's size
+ *   fails with ``EINVAL``, as in vfio-pci.
  * - %VFIO_DEVICE_FEATURE with %VFIO_DEVICE_FEATURE_DMA_BUF: with
  *   %VFIO_DEVICE_FEATURE_GET, &struct vfio_device_feature_dma_buf exports its
  *   ranges of BAR region_index, as %VFIO_DMABUF_EXPORT does, and returns the

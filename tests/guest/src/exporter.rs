@@ -213,6 +213,46 @@ pub(crate) fn revoke_arg(region_index: u32) -> uapi::vfio_dmabuf_revoke {
     }
 }
 
+/// A REVOKE or RESTORE argument followed by 8 bytes the kernel does not
+/// know, to try `argsz` larger than the structure.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct RevokeWithTail {
+    pub(crate) arg: uapi::vfio_dmabuf_revoke,
+    pub(crate) tail: [u8; 8],
+}
+
+// SAFETY: a `vfio_dmabuf_revoke` (four `__u32`, no padding) followed by 8
+// bytes: no padding, any bytes valid.
+unsafe impl Uapi for RevokeWithTail {}
+
+impl RevokeWithTail {
+    /// A well-formed argument for BAR `region_index` whose `argsz` counts
+    /// `tail` too.
+    pub(crate) fn new(region_index: u32, tail: [u8; 8]) -> Self {
+        let mut arg = revoke_arg(region_index);
+        arg.argsz = uapi::argsz::<Self>();
+        Self { arg, tail }
+    }
+}
+
+impl Exporter {
+    /// `VFIO_DMABUF_REVOKE` or `VFIO_DMABUF_RESTORE` (`request`) with an
+    /// argument that has bytes past the structure.
+    pub(crate) fn change_with_tail(
+        &self,
+        request: u32,
+        arg: &mut RevokeWithTail,
+    ) -> io::Result<()> {
+        assert!(
+            request == uapi::VFIO_DMABUF_REVOKE || request == uapi::VFIO_DMABUF_RESTORE,
+            "not a state change: {request:#x}"
+        );
+        // SAFETY: REVOKE and RESTORE only read their argument.
+        unsafe { sys::ioctl(self.fd(), request, arg) }.map(drop)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

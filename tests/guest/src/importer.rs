@@ -155,3 +155,68 @@ impl Importer {
         sys::close(OwnedFd::from(self.file))
     }
 }
+
+/// A walk's table with each entry's length, as the importer writes it: the
+/// entries of a walk by runs have any length and order 0.
+#[derive(Debug)]
+pub(crate) struct SegmentWalk {
+    /// The table, as far as there was room for it.
+    pub(crate) segments: Vec<uapi::vfio_dmabuf_imp_segment>,
+    /// Entries in the importer's table (may exceed `segments.len()`).
+    pub(crate) entries: u32,
+    /// `dma_buf_get_pfn_unlocked()` or `dma_buf_get_phys_vec_unlocked()`
+    /// calls made.
+    pub(crate) calls: u64,
+    /// Time the walk took.
+    pub(crate) nanoseconds: u64,
+}
+
+impl Importer {
+    /// Opens the importer's device through another node of it, `path` (one
+    /// made with mknod(2) elsewhere than devtmpfs, say).
+    pub(crate) fn open_at(path: &std::path::Path) -> Result<Self, String> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| format!("{}: open: {}", path.display(), sys::describe(&e)))?;
+        Ok(Self { file })
+    }
+
+    /// `VFIO_DMABUF_IMP_WALK` with `flags` and `capacity` as given and room
+    /// for `room` entries, keeping each entry whole.
+    pub(crate) fn walk_segments(
+        &self,
+        flags: u32,
+        capacity: u32,
+        room: usize,
+    ) -> io::Result<SegmentWalk> {
+        let room = room.min(u32::MAX as usize);
+        let mut segments = vec![uapi::vfio_dmabuf_imp_segment::default(); room];
+        let mut arg = uapi::vfio_dmabuf_imp_walk {
+            argsz: uapi::argsz::<uapi::vfio_dmabuf_imp_walk>(),
+            flags,
+            nr_segments: room as u32,
+            capacity,
+            segments: segments.as_mut_ptr() as u64,
+            ..Default::default()
+        };
+        // SAFETY: WALK writes its argument and at most `nr_segments` entries
+        // at `segments`, which points to that many entries of a live,
+        // exclusively owned vector; any bytes make valid entries.
+        unsafe { sys::ioctl(self.fd(), uapi::VFIO_DMABUF_IMP_WALK, &mut arg) }?;
+        segments.truncate((arg.nr_segments as usize).min(room));
+        Ok(SegmentWalk {
+            segments,
+            entries: arg.nr_segments,
+            calls: arg.calls,
+            nanoseconds: arg.nanoseconds,
+        })
+    }
+
+    /// A walk by runs (`VFIO_DMABUF_IMP_WALK_RUNS`), `capacity` runs a call.
+    pub(crate) fn walk_runs(&self, capacity: u32, room: usize) -> io::Result<SegmentWalk> {
+        self.walk_segments(uapi::VFIO_DMABUF_IMP_WALK_RUNS, capacity, room)
+    }
+}

@@ -220,6 +220,34 @@ pub(crate) fn wait_for(path: &Path, exists: bool, timeout: Duration) -> bool {
     }
 }
 
+impl Function {
+    /// Binds the function to `driver` (as the PCI core names it) through
+    /// `driver_override`, first unbinding whatever driver holds it.
+    pub(crate) fn bind_to(&self, driver: &str) -> Result<(), String> {
+        match self.driver()? {
+            Some(bound) if bound == driver => return Ok(()),
+            Some(_) => write(&self.sysfs("driver/unbind"), &self.address)?,
+            None => {}
+        }
+        write(&self.sysfs("driver_override"), driver)?;
+        self.probe()?;
+        match self.driver()? {
+            Some(bound) if bound == driver => Ok(()),
+            Some(bound) => Err(format!(
+                "{} is bound to {bound}, not {driver}",
+                self.address
+            )),
+            None => Err(format!("{} bound to no driver, not {driver}", self.address)),
+        }
+    }
+
+    /// The function's IOMMU group number, if it is in one.
+    pub(crate) fn iommu_group(&self) -> Option<String> {
+        let target = fs::read_link(self.sysfs("iommu_group")).ok()?;
+        Some(target.file_name()?.to_string_lossy().into_owned())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -232,6 +232,133 @@ pub(crate) fn name(errno: i32) -> String {
     errno_name(errno).map_or_else(|| format!("errno {errno}"), str::to_owned)
 }
 
+/// `posix_fadvise(fd, offset, len, advice)`.
+pub(crate) fn fadvise(fd: BorrowedFd<'_>, offset: i64, len: i64, advice: i32) -> io::Result<()> {
+    // SAFETY: plain system call on an open descriptor; it touches no memory
+    // of this process.
+    let ret = unsafe { libc::posix_fadvise(fd.as_raw_fd(), offset, len, advice) };
+    if ret != 0 {
+        return Err(io::Error::from_raw_os_error(ret));
+    }
+    Ok(())
+}
+
+/// `madvise(addr, len, MADV_WILLNEED)`: a hint to read ahead, which changes
+/// nothing in the memory of this process.
+pub(crate) fn madvise_willneed(addr: usize, len: usize) -> io::Result<()> {
+    // SAFETY: MADV_WILLNEED only starts read-ahead of what backs the range;
+    // it neither frees nor changes the memory (an unmapped range is ENOMEM).
+    let ret = unsafe { libc::madvise(addr as *mut libc::c_void, len, libc::MADV_WILLNEED) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `mknod(path, S_IFCHR | 0600, makedev(major, minor))`.
+pub(crate) fn mknod_char(path: &std::path::Path, major: u32, minor: u32) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: a NUL-terminated string that outlives the call, which only
+    // reads it.
+    let ret = unsafe {
+        libc::mknod(
+            path.as_ptr(),
+            libc::S_IFCHR | 0o600,
+            libc::makedev(major, minor),
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `open(path, O_PATH | O_CLOEXEC)`: a descriptor that holds the file's
+/// path (its dentry and mount) and nothing else.
+pub(crate) fn open_path(path: &std::path::Path) -> io::Result<OwnedFd> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: a NUL-terminated string that outlives the call.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: open just returned `fd`, which nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Waits for an RCU grace period: `membarrier(MEMBARRIER_CMD_GLOBAL)`
+/// calls synchronize_rcu() on a kernel with more than one CPU online.
+pub(crate) fn synchronize_rcu() -> io::Result<()> {
+    /// `MEMBARRIER_CMD_GLOBAL` of `<linux/membarrier.h>`.
+    const MEMBARRIER_CMD_GLOBAL: libc::c_long = 1;
+    // SAFETY: plain system call with integer arguments.
+    let ret = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The type of the file system mounted where `path` lies, as
+/// `/proc/self/mountinfo` names it (`9p`, `ext4`, `tmpfs`...): the mount
+/// whose mount point is the longest prefix of the canonical path. (statfs's
+/// `f_type` is no help on 9p, which passes the host's on.)
+pub(crate) fn mount_fstype(path: &std::path::Path) -> io::Result<String> {
+    let path = fs::canonicalize(path)?;
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo")?;
+    let mut best: Option<(usize, String)> = None;
+    for line in mountinfo.lines() {
+        // ID PARENT MAJ:MIN ROOT MOUNT_POINT OPTIONS [TAGS...] - FSTYPE ...
+        let fields: Vec<&str> = line.split(' ').collect();
+        let Some(dash) = fields.iter().position(|&f| f == "-") else {
+            continue;
+        };
+        let (Some(point), Some(fstype)) = (fields.get(4), fields.get(dash + 1)) else {
+            continue;
+        };
+        let point = unescape_octal(point);
+        let point = std::path::Path::new(&point);
+        if path.starts_with(point) {
+            let depth = point.components().count();
+            if best.as_ref().is_none_or(|(d, _)| depth >= *d) {
+                best = Some((depth, (*fstype).to_owned()));
+            }
+        }
+    }
+    best.map(|(_, fstype)| fstype)
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))
+}
+
+/// A mountinfo field with its `\ooo` escapes (space, tab, newline,
+/// backslash) undone.
+fn unescape_octal(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\'
+            && i + 3 < bytes.len()
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
+        {
+            let value = bytes[i + 1..i + 4]
+                .iter()
+                .fold(0u32, |v, b| v * 8 + u32::from(b - b'0'));
+            out.push(value as u8);
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,6 +421,20 @@ mod tests {
             [libc::ENOENT, libc::EPERM, libc::ENOSYS].contains(&errno),
             "{}",
             describe(&e)
+        );
+    }
+
+    #[test]
+    fn mount_types() {
+        assert_eq!(unescape_octal("/mnt/a\\040b"), "/mnt/a b");
+        assert_eq!(unescape_octal("/plain"), "/plain");
+        assert_eq!(unescape_octal("/end\\04"), "/end\\04");
+        assert!(!mount_fstype(std::path::Path::new("/"))
+            .expect("/ is mounted")
+            .is_empty());
+        assert_eq!(
+            mount_fstype(std::path::Path::new("/proc/self")).expect("procfs"),
+            "proc"
         );
     }
 

@@ -14,11 +14,15 @@
 //! - the names of the errnos they meet ([`errno_name`]);
 //! - the parsing of a PCI function's sysfs `resource` file ([`sysfs`]);
 //! - mappings of an imported buffer and device accesses through them that
-//!   report a `SIGBUS` ([`mapping`]).
+//!   report a `SIGBUS` ([`mapping`]);
+//! - VFIO's device requests, on a vfio-pci device or on the exporter's
+//!   character device, and opening a vfio-pci function through its group
+//!   ([`vfio`]).
 
 mod errno;
 pub mod mapping;
 pub mod sysfs;
+pub mod vfio;
 
 pub use errno::errno_name;
 

@@ -26,6 +26,15 @@ pub enum Error {
     /// the end of the BAR, an I/O BAR to export), found before asking the
     /// kernel.
     Invalid { path: PathBuf, message: String },
+    /// A VFIO request failed (`vfio_dmabuf_uapi::vfio`), which names the
+    /// device and the request itself.
+    Vfio(vfio_dmabuf_uapi::vfio::Error),
+}
+
+impl From<vfio_dmabuf_uapi::vfio::Error> for Error {
+    fn from(e: vfio_dmabuf_uapi::vfio::Error) -> Self {
+        Self::Vfio(e)
+    }
 }
 
 impl Error {
@@ -58,6 +67,7 @@ impl Error {
         match self {
             Self::Os { err, .. } => err.raw_os_error(),
             Self::Invalid { .. } => None,
+            Self::Vfio(e) => e.raw_os_error(),
         }
     }
 }
@@ -74,6 +84,7 @@ impl fmt::Display for Error {
             Self::Invalid { path, message } => {
                 return write!(f, "{}: {message}", path.display());
             }
+            Self::Vfio(e) => return write!(f, "{e}"),
         };
         write!(f, "{}: {op}: ", path.display())?;
         if let Some(errno) = err.raw_os_error() {

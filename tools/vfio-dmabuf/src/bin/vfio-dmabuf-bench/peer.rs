@@ -11,12 +11,13 @@
 //! (`vfio.enable_unsafe_noiommu_mode`), as the guest has no IOMMU: the
 //! dma-buf feature does not depend on one.
 
-use std::ffi::CString;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use vfio_dmabuf_uapi::vfio::{vfio_region_dma_range, VfioDevice};
 
 use serde::Serialize;
 
@@ -26,240 +27,6 @@ use crate::error::Error;
 use crate::size::{self, Range, RangeArg};
 use crate::uapi;
 
-/// `<linux/vfio.h>`, the little of it this needs; the host's headers may
-/// predate `VFIO_DEVICE_FEATURE_DMA_BUF` (Linux 6.19), so it is written out
-/// here: `_IO(VFIO_TYPE, VFIO_BASE + n)` is `';' << 8 | (100 + n)`.
-mod vfio {
-    const fn io(n: u32) -> u32 {
-        (b';' as u32) << 8 | (100 + n)
-    }
-    pub(super) const GET_API_VERSION: u32 = io(0);
-    pub(super) const SET_IOMMU: u32 = io(2);
-    pub(super) const GROUP_SET_CONTAINER: u32 = io(4);
-    pub(super) const GROUP_GET_DEVICE_FD: u32 = io(6);
-    pub(super) const DEVICE_GET_REGION_INFO: u32 = io(8);
-    pub(super) const DEVICE_FEATURE: u32 = io(17);
-    pub(super) const API_VERSION: i32 = 0;
-    pub(super) const NOIOMMU_IOMMU: libc::c_ulong = 8;
-    pub(super) const DEVICE_FEATURE_GET: u32 = 1 << 16;
-    pub(super) const DEVICE_FEATURE_DMA_BUF: u32 = 11;
-    pub(super) const PCI_CONFIG_REGION_INDEX: u32 = 7;
-
-    /// `struct vfio_region_info`.
-    #[repr(C)]
-    #[derive(Default)]
-    pub(super) struct RegionInfo {
-        pub(super) argsz: u32,
-        pub(super) flags: u32,
-        pub(super) index: u32,
-        pub(super) cap_offset: u32,
-        pub(super) size: u64,
-        pub(super) offset: u64,
-    }
-}
-
-/// Two consecutive `__u32` fields as the one `u64` that holds them in memory.
-fn pair(first: u32, second: u32) -> u64 {
-    let mut bytes = [0u8; 8];
-    bytes[..4].copy_from_slice(&first.to_ne_bytes());
-    bytes[4..].copy_from_slice(&second.to_ne_bytes());
-    u64::from_ne_bytes(bytes)
-}
-
-/// `PCI_COMMAND` and its memory-decoding bit, `<linux/pci_regs.h>`.
-const PCI_COMMAND: u64 = 0x04;
-const PCI_COMMAND_MEMORY: u16 = 0x2;
-
-/// A function bound to vfio-pci, opened through its no-IOMMU group.
-pub(crate) struct VfioDevice {
-    /// Kept open: the device's file holds the group, the group the
-    /// container.
-    _container: File,
-    _group: File,
-    device: File,
-    path: PathBuf,
-    /// Where the configuration space is in the device's file.
-    config_offset: u64,
-}
-
-/// Opens `path` read-write, close-on-exec.
-fn open_rw(path: &Path) -> Result<File, Error> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| Error::os(path, "open", e))
-}
-
-impl VfioDevice {
-    /// Opens the function at PCI address `address`.
-    pub(crate) fn open(address: &str) -> Result<Self, Error> {
-        let link = Path::new("/sys/bus/pci/devices")
-            .join(address)
-            .join("iommu_group");
-        let target = fs::read_link(&link).map_err(|e| {
-            Error::os(&link, "read link", e).with_hint("is the function bound to vfio-pci?")
-        })?;
-        let group = target
-            .file_name()
-            .and_then(|n| n.to_str())
-            .ok_or_else(|| Error::invalid(&link, "no group number"))?;
-        let mut group_path = PathBuf::from(format!("/dev/vfio/noiommu-{group}"));
-        if !group_path.exists() {
-            group_path = PathBuf::from(format!("/dev/vfio/{group}"));
-        }
-        let container_path = Path::new("/dev/vfio/vfio");
-        let container = open_rw(container_path)?;
-        let group_file = open_rw(&group_path)?;
-        let version = Self::call(
-            &container,
-            container_path,
-            vfio::GET_API_VERSION,
-            "VFIO_GET_API_VERSION",
-            0,
-        )?;
-        if version != vfio::API_VERSION {
-            return Err(Error::invalid(
-                container_path,
-                format!("VFIO API version {version}"),
-            ));
-        }
-        let container_fd: i32 = container.as_raw_fd();
-        // SAFETY: GROUP_SET_CONTAINER reads one int, `container_fd`.
-        unsafe {
-            ioctl(
-                &group_file,
-                &group_path,
-                vfio::GROUP_SET_CONTAINER,
-                "VFIO_GROUP_SET_CONTAINER",
-                (&raw const container_fd).cast_mut(),
-            )
-        }?;
-        Self::call(
-            &container,
-            container_path,
-            vfio::SET_IOMMU,
-            "VFIO_SET_IOMMU",
-            vfio::NOIOMMU_IOMMU,
-        )?;
-        let name = CString::new(address).map_err(|_| Error::invalid(&link, "NUL in address"))?;
-        // SAFETY: GROUP_GET_DEVICE_FD reads the NUL-terminated `name`.
-        let fd = unsafe {
-            ioctl(
-                &group_file,
-                &group_path,
-                vfio::GROUP_GET_DEVICE_FD,
-                "VFIO_GROUP_GET_DEVICE_FD",
-                name.as_ptr().cast_mut(),
-            )
-        }?;
-        // SAFETY: the kernel just gave us `fd`, which nothing else owns.
-        let device = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-        let mut this = Self {
-            _container: container,
-            _group: group_file,
-            device,
-            path: PathBuf::from(format!("vfio-pci {address}")),
-            config_offset: 0,
-        };
-        this.config_offset = this.region(vfio::PCI_CONFIG_REGION_INDEX)?.offset;
-        Ok(this)
-    }
-
-    /// `VFIO_DEVICE_GET_REGION_INFO` of region `index` (a BAR, or the
-    /// configuration space).
-    fn region(&self, index: u32) -> Result<vfio::RegionInfo, Error> {
-        let mut info = vfio::RegionInfo {
-            argsz: size_of::<vfio::RegionInfo>() as u32,
-            index,
-            ..Default::default()
-        };
-        // SAFETY: GET_REGION_INFO reads and writes `info`, of the size its
-        // argsz says.
-        unsafe {
-            ioctl(
-                &self.device,
-                &self.path,
-                vfio::DEVICE_GET_REGION_INFO,
-                "VFIO_DEVICE_GET_REGION_INFO",
-                &raw mut info,
-            )
-        }?;
-        Ok(info)
-    }
-
-    /// An ioctl whose argument is a plain integer.
-    fn call(
-        file: &File,
-        path: &Path,
-        request: u32,
-        name: &'static str,
-        arg: libc::c_ulong,
-    ) -> Result<i32, Error> {
-        // SAFETY: these requests take an integer and touch no memory.
-        let ret = unsafe { libc::ioctl(file.as_raw_fd(), libc::Ioctl::from(request), arg) };
-        if ret < 0 {
-            return Err(Error::os(path, name, io::Error::last_os_error()));
-        }
-        Ok(ret)
-    }
-
-    /// The size of BAR `bar`.
-    pub(crate) fn bar_size(&self, bar: u32) -> Result<u64, Error> {
-        Ok(self.region(bar)?.size)
-    }
-
-    /// `VFIO_DEVICE_FEATURE_DMA_BUF` of `ranges` of BAR `bar`.
-    pub(crate) fn export(&self, bar: u32, ranges: &[Range]) -> Result<OwnedFd, Error> {
-        // struct vfio_device_feature { argsz, flags, data[] } holding
-        // struct vfio_device_feature_dma_buf { region_index, open_flags,
-        // flags, nr_ranges, dma_ranges[] { offset, length } }, as u64s.
-        let mut words = vec![0u64; 3 + 2 * ranges.len()];
-        let argsz = (words.len() * 8) as u32;
-        let flags = vfio::DEVICE_FEATURE_GET | vfio::DEVICE_FEATURE_DMA_BUF;
-        let open_flags = (libc::O_RDWR | libc::O_CLOEXEC) as u32;
-        let nr_ranges = ranges.len() as u32;
-        words[0] = pair(argsz, flags);
-        words[1] = pair(bar, open_flags);
-        words[2] = pair(0, nr_ranges);
-        for (i, r) in ranges.iter().enumerate() {
-            words[3 + 2 * i] = r.offset;
-            words[4 + 2 * i] = r.length;
-        }
-        // SAFETY: the kernel reads `argsz` bytes of `words`, which has them.
-        let fd = unsafe {
-            ioctl(
-                &self.device,
-                &self.path,
-                vfio::DEVICE_FEATURE,
-                "VFIO_DEVICE_FEATURE(DMA_BUF)",
-                words.as_mut_ptr(),
-            )
-        }?;
-        // SAFETY: a new file descriptor that nothing else owns.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-    }
-
-    /// Turns the function's memory decoding on or off through vfio-pci's
-    /// view of its configuration space: off revokes the dma-bufs.
-    pub(crate) fn set_memory(&self, on: bool) -> Result<(), Error> {
-        let at = self.config_offset + PCI_COMMAND;
-        let mut bytes = [0u8; 2];
-        self.device
-            .read_exact_at(&mut bytes, at)
-            .map_err(|e| Error::os(&self.path, "read PCI_COMMAND", e))?;
-        let mut command = u16::from_le_bytes(bytes);
-        if on {
-            command |= PCI_COMMAND_MEMORY;
-        } else {
-            command &= !PCI_COMMAND_MEMORY;
-        }
-        self.device
-            .write_all_at(&command.to_le_bytes(), at)
-            .map_err(|e| Error::os(&self.path, "write PCI_COMMAND", e))
-    }
-}
 
 /// The scatterlist importer's device.
 const PEER_NODE: &str = "/dev/vfio-dmabuf-peer";
@@ -449,6 +216,25 @@ struct Report {
     revoke: Vec<RevokeRow>,
 }
 
+/// Opens `path` read-write, close-on-exec.
+fn open_rw(path: &Path) -> Result<File, Error> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| Error::os(path, "open", e))
+}
+
+/// `VFIO_DEVICE_FEATURE_DMA_BUF` of `ranges` of BAR `bar` of `device`.
+fn export(device: &VfioDevice, bar: u32, ranges: &[Range]) -> Result<OwnedFd, Error> {
+    let ranges: Vec<vfio_region_dma_range> = ranges
+        .iter()
+        .map(|r| (r.offset, r.length).into())
+        .collect();
+    Ok(device.export(bar, &ranges)?)
+}
+
 /// What `bench-peer` runs.
 pub(crate) struct Plan<'a> {
     /// The function bound to vfio-pci.
@@ -479,21 +265,22 @@ pub(crate) fn run(plan: &Plan<'_>, json: bool) -> Result<(), Error> {
     } = *plan;
     let device = VfioDevice::open(address)?;
     let client_id = client_id(client).map_err(|e| Error::invalid(Path::new(client), e))?;
-    let ranges = size::resolve(ranges, device.bar_size(bar)?);
-    let dmabuf = device.export(bar, &ranges)?;
+    let ranges = size::resolve(ranges, device.region(bar)?.size);
+    let dmabuf = export(&device, bar, &ranges)?;
     let peer = Peer::open()?;
     let size = peer.attach(&dmabuf, client_id, 1)?;
     let expected: u64 = ranges.iter().map(|r| r.length).sum();
 
-    let walk = walks(&peer, false, repeat, size, expected, &device.path)?;
-    let blocks = walks(&peer, true, repeat, size, expected, &device.path)?;
+    let name = Path::new(device.name());
+    let walk = walks(&peer, false, repeat, size, expected, name)?;
+    let blocks = walks(&peer, true, repeat, size, expected, name)?;
     let bench = peer.bench(latency_loops)?;
     drop(peer);
     drop(dmabuf);
 
     let mut exports = Vec::with_capacity(repeat as usize);
     for _ in 0..repeat.max(1) {
-        let (fd, ns) = timed(|| device.export(bar, &ranges))?;
+        let (fd, ns) = timed(|| export(&device, bar, &ranges))?;
         exports.push(ns);
         drop(fd);
     }
@@ -506,7 +293,9 @@ pub(crate) fn run(plan: &Plan<'_>, json: bool) -> Result<(), Error> {
     for &count in attachments {
         // 0: memory decoding toggled with no dma-buf at all, the fixed cost
         // of the revoke's trigger.
-        let dmabuf = (count > 0).then(|| device.export(bar, &page)).transpose()?;
+        let dmabuf = (count > 0)
+            .then(|| export(&device, bar, &page))
+            .transpose()?;
         let peer = Peer::open()?;
         if let Some(dmabuf) = &dmabuf {
             peer.attach(dmabuf, client_id, count)?;
@@ -517,12 +306,12 @@ pub(crate) fn run(plan: &Plan<'_>, json: bool) -> Result<(), Error> {
             if dmabuf.is_some() {
                 peer.span()?;
             }
-            let ((), ns) = timed(|| device.set_memory(false))?;
+            let ((), ns) = timed(|| Ok(device.set_memory(false)?))?;
             if dmabuf.is_some() {
                 let span = peer.span()?;
                 if span.invalidations != count {
                     return Err(Error::invalid(
-                        &device.path,
+                        Path::new(device.name()),
                         format!("{} of {count} attachments invalidated", span.invalidations),
                     ));
                 }
@@ -534,7 +323,7 @@ pub(crate) fn run(plan: &Plan<'_>, json: bool) -> Result<(), Error> {
             let remapped = if dmabuf.is_some() { peer.remap()? } else { 0 };
             if remapped != count as i32 {
                 return Err(Error::invalid(
-                    &device.path,
+                    Path::new(device.name()),
                     format!("{remapped} of {count} attachments unmapped by the revoke"),
                 ));
             }
@@ -668,21 +457,4 @@ mod tests {
         }
     }
 
-    #[test]
-    fn pairs_are_laid_out_as_two_u32s() {
-        let word = pair(0x1111_2222, 0x3333_4444);
-        let bytes = word.to_ne_bytes();
-        assert_eq!(bytes[..4], 0x1111_2222u32.to_ne_bytes());
-        assert_eq!(bytes[4..], 0x3333_4444u32.to_ne_bytes());
-    }
-
-    #[test]
-    fn vfio_requests() {
-        // <linux/vfio.h>: _IO(';', 100 + n).
-        assert_eq!(vfio::GET_API_VERSION, 0x3b64);
-        assert_eq!(vfio::GROUP_GET_DEVICE_FD, 0x3b6a);
-        assert_eq!(vfio::DEVICE_GET_REGION_INFO, 0x3b6c);
-        assert_eq!(vfio::DEVICE_FEATURE, 0x3b75);
-        assert_eq!(size_of::<vfio::RegionInfo>(), 32);
-    }
 }
