@@ -105,6 +105,15 @@ if ! "$REPO/tests/selftests/build.sh" test; then
 	one selftests FAIL "the kernel's dma-buf selftests did not build"
 fi
 
+# The iommufd proof (edu-dma) and the KVM VMM, against the uAPI headers of
+# the tree the kernel was built from.
+if ! "$REPO/tests/iommufd/build.sh" test; then
+	one iommufd FAIL "tests/iommufd/edu_dma.c did not build"
+fi
+if ! "$REPO/tests/kvm/build.sh" test; then
+	one kvm FAIL "tests/kvm/vmm.c did not build"
+fi
+
 note "guest tests"
 # The whole guest suite, the kernel's own dma-buf suites included (their
 # fence timeouts alone take minutes under TCG), bounded well inside CI's 90.
@@ -120,5 +129,20 @@ if [ $vm_rc = 0 ]; then
 	one guest ok "guest run: status 0, kernel log clean, no unexpected taint, lockdep on ($(cat "$out/vm/accel"), $(cat "$out/vm/seconds") s; script started $(cat "$out/vm/uptime.script-start" 2>/dev/null || echo '?') s after boot)"
 else
 	one guest FAIL "guest run: exit $vm_rc (3 = the kernel's log, taint or lockdep state; logs in $out/vm)"
+fi
+
+note "guest tests with an IOMMU (iommufd)"
+# A second VM: an emulated Intel IOMMU, a client edu bound to vfio-pci that
+# DMAs through iommufd into the exported BARs.
+"$REPO/tests/vm/run.sh" --iommu --timeout 1200 --out "$out/vm-iommu" -- tests/vm/guest/iommufd.sh
+vm_rc=$?
+ktaps=("$out"/vm-iommu/ktap/*.ktap)
+python3 "$REPO/tests/vm/ktap.py" --summary guest-iommu --expect "$REPO/tests/vm/guest/expected-ktap.iommu" \
+	"${ktaps[@]}" | tee "$out/ktap-iommu.txt"
+tally guest-iommu "$out/ktap-iommu.txt"
+if [ $vm_rc = 0 ]; then
+	one guest-iommu ok "IOMMU guest run: status 0, kernel log clean, no unexpected taint, lockdep on ($(cat "$out/vm-iommu/accel"), $(cat "$out/vm-iommu/seconds") s)"
+else
+	one guest-iommu FAIL "IOMMU guest run: exit $vm_rc (3 = the kernel's log, taint or lockdep state; logs in $out/vm-iommu)"
 fi
 finish

@@ -192,6 +192,12 @@ start=$(date +%s)
 python3 "$REPO/tests/vm/hotplug_agent.py" "$out/qmp.sock" "$out/hotplug" "$pattern" \
 	>"$out/hotplug-agent.log" 2>&1 &
 agent=$!
+# A fuzz seed given to the host (VFIO_DMABUF_FUZZ_SEED) reaches the guest's
+# fuzz case, to replay a run.
+seed_env=
+if [ -n "${VFIO_DMABUF_FUZZ_SEED:-}" ]; then
+	seed_env="VFIO_DMABUF_FUZZ_SEED=$(printf '%q' "$VFIO_DMABUF_FUZZ_SEED") "
+fi
 set +e
 # log_buf_len: the whole run's log must fit (check_log.py fails a dmesg.txt
 # that lost the kernel's first line).
@@ -200,7 +206,7 @@ VM_OUT=$out timeout -k 10 "$timeout_s" "${launch[@]}" "$VENV/bin/vng" --run "$ke
 	--append root=/dev/root --append oops=panic --append panic=-1 \
 	--append kmemleak=on --append log_buf_len=64M "${iommu_args[@]}" \
 	--rwdir="$out" --cwd "$REPO" --qemu-opts="${qemu_opts[*]}" \
-	--exec "VM_OUT=$out KDIR=$kdir $REPO/tests/vm/guest/wrap.sh $(printf '%q ' "$@")" \
+	--exec "VM_OUT=$out KDIR=$kdir $seed_env$REPO/tests/vm/guest/wrap.sh $(printf '%q ' "$@")" \
 	</dev/null >"$out/console.log" 2>&1
 vng_rc=$?
 kill "$agent" 2>/dev/null

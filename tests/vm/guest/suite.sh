@@ -66,4 +66,7 @@ $here/exporter.sh || rc=1
 python3 $here/tool.py >"$ktap/tool.ktap" || rc=1
 # The benchmarks' peer path (upstream vfio-pci and tests/peer), checked.
 python3 $here/peer.py >"$ktap/peer.ktap" || rc=1
+# KVM's dma-buf memslots: nested guests read and write the exported BARs
+# (tests/kvm/vmm.c; loads the exporter again and unloads it after).
+$here/kvm.sh || rc=1
 exit $rc
