@@ -31,8 +31,8 @@ mod setup;
 mod stress;
 mod unbind;
 mod unload;
-mod vma;
 mod vfio;
+mod vma;
 
 use std::cell::RefCell;
 use std::io;

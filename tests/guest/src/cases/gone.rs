@@ -136,11 +136,7 @@ pub(super) fn import_refuses(importer: &Importer, buffer: &Buffer, invalidations
             importer.walk(uapi::VFIO_DMABUF_IMP_WALK_PAGES, 16),
             libc::ENODEV,
         ),
-        refused(
-            "WALK (runs)",
-            importer.walk_runs(1, 16),
-            libc::ENODEV,
-        ),
+        refused("WALK (runs)", importer.walk_runs(1, 16), libc::ENODEV),
         refused("GET_PFN of page 0", importer.get_pfn(0), libc::ENODEV),
         refused(
             "GET_PFN of the last page",

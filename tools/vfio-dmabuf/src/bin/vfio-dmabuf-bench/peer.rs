@@ -27,7 +27,6 @@ use crate::error::Error;
 use crate::size::{self, Range, RangeArg};
 use crate::uapi;
 
-
 /// The scatterlist importer's device.
 const PEER_NODE: &str = "/dev/vfio-dmabuf-peer";
 
@@ -228,10 +227,8 @@ fn open_rw(path: &Path) -> Result<File, Error> {
 
 /// `VFIO_DEVICE_FEATURE_DMA_BUF` of `ranges` of BAR `bar` of `device`.
 fn export(device: &VfioDevice, bar: u32, ranges: &[Range]) -> Result<OwnedFd, Error> {
-    let ranges: Vec<vfio_region_dma_range> = ranges
-        .iter()
-        .map(|r| (r.offset, r.length).into())
-        .collect();
+    let ranges: Vec<vfio_region_dma_range> =
+        ranges.iter().map(|r| (r.offset, r.length).into()).collect();
     Ok(device.export(bar, &ranges)?)
 }
 
@@ -456,5 +453,4 @@ mod tests {
             assert!(client_id(bad).is_err(), "{bad:?}");
         }
     }
-
 }
