@@ -12,6 +12,8 @@ packages=(
 	# the VM and what virtme-ng-init uses in the guest (not udev: the guest needs
 	# none, and tests/vm/run.sh hides a host's udevd from it)
 	qemu-system-x86 kmod python3-venv busybox-static gnuplot-nox
+	# the uAPI header's 32-bit layout check (tests/uapi/check.sh -m32)
+	gcc-multilib
 )
 
 sudo_cmd=()
