@@ -23,4 +23,14 @@ if [ $rc != 0 ]; then
 	echo "bench: FAIL (exit $rc; logs in $out/vm)"
 	exit $rc
 fi
+# iommufd's rows: a second VM, with the emulated Intel IOMMU.
+"$REPO/tests/iommufd/build.sh" perf
+set +e
+"$REPO/tests/vm/run.sh" --flavor perf --iommu --timeout 1800 --out "$out/vm-iommu" -- tests/vm/guest/bench-iommufd.sh
+rc=$?
+set -e
+if [ $rc != 0 ]; then
+	echo "bench: FAIL (the IOMMU VM: exit $rc; logs in $out/vm-iommu)"
+	exit $rc
+fi
 python3 "$REPO/tests/vm/bench_report.py" "$out"

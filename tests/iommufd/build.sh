@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The iommufd proof by DMA (tests/iommufd/edu_dma.c), built statically on
+# The iommufd proof by DMA (tests/iommufd/edu_dma.c) and the map benchmarks
+# (tests/iommufd/map_bench.c), built statically on
 # the host for the guest (tests/vm/guest/iommufd.sh runs it):
 #
 #   tests/iommufd/edu_dma.c -> build/bin/edu-dma
+#   tests/iommufd/map_bench.c -> build/bin/iommufd-bench
 #
 # against the uAPI headers of the tree the kernel of FLAVOR (default test)
 # was built from (<linux/iommufd.h> is not in Debian 12's own headers),
@@ -39,25 +41,30 @@ fi
 [ -f "$hdr/usr/include/linux/iommufd.h" ] || die "$hdr has no linux/iommufd.h"
 
 cc=${CC:-gcc}
-src=$REPO/tests/iommufd/edu_dma.c
-bin=$REPO/build/bin/edu-dma
 cflags=(-static -O2 -Wall -Wextra -Werror -isystem "$hdr/usr/include"
 	-I "$REPO/include/uapi" -I "$REPO/tests/importer")
-stamp=$(
-	{
-		echo "$key"
-		printf '%s\n' "${cflags[@]}"
-		"$cc" --version | head -n 1
-		cat "$src" "$REPO/include/uapi/linux/vfio_dmabuf.h" \
-			"$REPO/tests/importer/vfio_dmabuf_importer.h" "$REPO/tests/iommufd/build.sh"
-	} | sha256sum | cut -d' ' -f1
-)
-if [ -x "$bin" ] && [ "$(cat "$bin.key" 2>/dev/null)" = "$stamp" ]; then
-	exit 0
-fi
-mkdir -p "$(dirname "$bin")"
-rm -f "$bin" "$bin.key"
-"$cc" "${cflags[@]}" -o "$bin" "$src" || die "$src did not build"
-file -L "$bin" | grep -q 'statically linked' || die "$bin is not statically linked"
-echo "$stamp" >"$bin.key"
-note "built $bin ($flavor tree's headers, $key)"
+# build SOURCE PROGRAM
+build() {
+	local src=$REPO/tests/iommufd/$1 bin=$REPO/build/bin/$2 stamp
+	stamp=$(
+		{
+			echo "$key"
+			printf '%s\n' "${cflags[@]}"
+			"$cc" --version | head -n 1
+			cat "$src" "$REPO/include/uapi/linux/vfio_dmabuf.h" \
+				"$REPO/tests/importer/vfio_dmabuf_importer.h" "$REPO/tests/iommufd/build.sh"
+		} | sha256sum | cut -d' ' -f1
+	)
+	if [ -x "$bin" ] && [ "$(cat "$bin.key" 2>/dev/null)" = "$stamp" ]; then
+		return 0
+	fi
+	mkdir -p "$(dirname "$bin")"
+	rm -f "$bin" "$bin.key"
+	"$cc" "${cflags[@]}" -o "$bin" "$src" || die "$src did not build"
+	file -L "$bin" | grep -q 'statically linked' || die "$bin is not statically linked"
+	echo "$stamp" >"$bin.key"
+	note "built $bin ($flavor tree's headers, $key)"
+}
+# The proof by DMA (make test) and the map benchmarks (make bench).
+build edu_dma.c edu-dma
+build map_bench.c iommufd-bench
