@@ -299,6 +299,10 @@ fn feature(function: &Function, arg: UserPtr) -> Result<isize> {
     if head.flags & set != 0 {
         return Err(EINVAL);
     }
+    // A gone function supports nothing: every request answers ENODEV.
+    if function.is_gone() {
+        return Err(ENODEV);
+    }
     if head.flags & probe != 0 {
         return Ok(0);
     }

@@ -19,4 +19,10 @@ kernel::module_pci_driver! {
     description: "PCI BARs as page-frame-only dma-bufs",
     license: "GPL",
     imports_ns: ["DMA_BUF"],
+    params: {
+        bench_max_order: u32 {
+            default: 64,
+            description: "Benchmarks only: the largest max_order get_pfn answers (0: one page a call, as the RFC's exporter answered); the default, 64, caps nothing",
+        },
+    },
 }

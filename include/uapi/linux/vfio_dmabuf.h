@@ -46,8 +46,9 @@
  *   %VFIO_DEVICE_FEATURE_GET, &struct vfio_device_feature_dma_buf exports its
  *   ranges of BAR region_index, as %VFIO_DMABUF_EXPORT does, and returns the
  *   dma-buf file descriptor; with %VFIO_DEVICE_FEATURE_PROBE (and optionally
- *   GET) it succeeds; with %VFIO_DEVICE_FEATURE_SET it fails with ``EINVAL``,
- *   as with vfio-pci. Other features fail with ``ENOTTY``. The errors are
+ *   GET) it succeeds, and fails with ``ENODEV`` once the function is gone;
+ *   with %VFIO_DEVICE_FEATURE_SET it fails with ``EINVAL``, as with vfio-pci.
+ *   Other features fail with ``ENOTTY``. The errors are
  *   vfio-pci's: ``EINVAL`` for unknown feature flags, GET with SET, an
  *   argument too short for the request, a zero nr_ranges, a non-zero flags,
  *   and the range errors of %VFIO_DMABUF_EXPORT (and ``E2BIG`` for more than
