@@ -10,6 +10,7 @@ set -euo pipefail
 "$REPO/scripts/build-kernel.sh" perf
 "$REPO/scripts/build-modules.sh" perf
 "$REPO/scripts/build-guest-programs.sh"
+"$REPO/tests/kvm/build.sh" perf
 
 out=$REPO/build/bench
 rm -rf "$out"

@@ -88,7 +88,7 @@ static const uint64_t mapped_gib[] = { 0, 4, 8, 16, 17, 20, 64, 65, 66, 67, 68, 
 #define PORT_BAD 0x12
 #define SENTINEL 0x5a5a5a5a5a5a5a5aULL
 
-enum { OP_END, OP_READ, OP_WRITE, OP_SPIN };
+enum { OP_END, OP_READ, OP_WRITE, OP_SPIN, OP_TOUCH };
 
 /* One command of the guest's table; the guest fills in result. */
 struct cmd {
@@ -103,6 +103,8 @@ struct cmd {
  * non-zero, counting the reads that returned val in result and reporting
  * any other value on PORT_MISMATCH. At the end it reports PORT_DONE and
  * starts over from the top, so the VMM writes a new table before resuming.
+ * TOUCH (the benchmarks) reads the first word of val pages from addr on, one
+ * every 4 KiB, and stores the sum of the words it read in result.
  */
 asm(".pushsection .rodata.kvm_guest, \"a\"\n"
     ".code64\n"
@@ -120,6 +122,8 @@ asm(".pushsection .rodata.kvm_guest, \"a\"\n"
     "	je g_write\n"
     "	cmp $3, %rax\n"
     "	je g_spin\n"
+    "	cmp $4, %rax\n"
+    "	je g_touch\n"
     "	mov $0x12, %dx\n" /* PORT_BAD */
     "	out %eax, %dx\n"
     "	hlt\n"
@@ -149,6 +153,20 @@ asm(".pushsection .rodata.kvm_guest, \"a\"\n"
     "g_mismatch:\n"
     "	mov $0x11, %dx\n" /* PORT_MISMATCH */
     "	out %eax, %dx\n"
+    "	jmp g_adv\n"
+    "g_touch:\n"
+    "	mov 16(%rbx), %rcx\n"
+    "	xor %edi, %edi\n"
+    "g_touch_loop:\n"
+    "	test %rcx, %rcx\n"
+    "	jz g_touch_end\n"
+    "	mov (%rsi), %eax\n"
+    "	add %rax, %rdi\n"
+    "	add $4096, %rsi\n"
+    "	dec %rcx\n"
+    "	jmp g_touch_loop\n"
+    "g_touch_end:\n"
+    "	mov %rdi, 24(%rbx)\n"
     "	jmp g_adv\n"
     "g_done:\n"
     "	mov $0x10, %dx\n" /* PORT_DONE */
@@ -2290,6 +2308,190 @@ static const struct {
  * id, e.g. "edu ivshmem-1g revoke-running"; the plan counts those only);
  * -v shows each word the nested guest read.
  */
+/* ---- benchmarks (make bench): kvm-vmm --bench PATH ---- */
+
+/* The value of a vCPU's binary statistic NAME. */
+static int vcpu_stat(struct vm *vm, const char *name, uint64_t *v)
+{
+	struct kvm_stats_header h;
+	size_t dsz;
+	char *descs;
+	int fd = ioctl(vm->vcpu, KVM_GET_STATS_FD, NULL), found = 0;
+
+	CHECK(fd >= 0, "vCPU KVM_GET_STATS_FD: %s", errname(errno));
+	if (pread(fd, &h, sizeof(h), 0) != sizeof(h)) {
+		close(fd);
+		FAIL("reading the vCPU stats header");
+	}
+	dsz = sizeof(struct kvm_stats_desc) + h.name_size;
+	descs = calloc(h.num_desc, dsz);
+	if (!descs || pread(fd, descs, dsz * h.num_desc, h.desc_offset) != (ssize_t)(dsz * h.num_desc)) {
+		free(descs);
+		close(fd);
+		FAIL("reading the vCPU stats descriptors");
+	}
+	for (uint32_t i = 0; i < h.num_desc && !found; i++) {
+		struct kvm_stats_desc *d = (void *)(descs + i * dsz);
+
+		if (!strncmp(d->name, name, h.name_size))
+			found = pread(fd, v, 8, h.data_offset + d->offset) == 8;
+	}
+	free(descs);
+	close(fd);
+	CHECK(found, "the vCPU's binary stats have no %s", name);
+	return 0;
+}
+
+/*
+ * One benchmark row: the guest touches one word in every 4 KiB page of the
+ * slot at gpa, twice; the NPT faults KVM took (pf_taken), the mappings it
+ * made (pages_4k/2m/1g) and the time of each pass. For ivshmem the sum of
+ * the words read is checked against the pattern's formula.
+ */
+static int bench_touch(struct vm *vm, const char *name, const char *path, uint64_t gpa,
+		       uint64_t size, bool ivshmem_sum, bool *first)
+{
+	uint64_t pf0, pf1, pf2, s0[4], s1[4], want = 0, pages = size / PAGE;
+	double t0, t1, t2;
+
+	TRY(warm_up(vm));
+	TRY(stats_read(vm, s0));
+	TRY(vcpu_stat(vm, "pf_taken", &pf0));
+	prog_begin(vm);
+	prog_add(vm, OP_TOUCH, gpa, pages);
+	t0 = now_ms();
+	{
+		struct run_result res;
+
+		vm_run(vm, 1500, &res);
+		CHECK(res.kind == R_DONE, "%s (%s): the first touch: %s", name, path, res.desc);
+	}
+	t1 = now_ms();
+	if (ivshmem_sum) {
+		for (uint64_t p = 0; p < pages; p++)
+			want += ivshmem_word(p * PAGE);
+		CHECK(cmds(vm)[0].result == want, "%s (%s): the words read sum to %#llx, the pattern's to %#llx",
+		      name, path, (unsigned long long)cmds(vm)[0].result, (unsigned long long)want);
+	}
+	TRY(stats_read(vm, s1));
+	TRY(vcpu_stat(vm, "pf_taken", &pf1));
+	{
+		struct run_result res;
+
+		vm_run(vm, 1500, &res);
+		CHECK(res.kind == R_DONE, "%s (%s): the second touch: %s", name, path, res.desc);
+	}
+	t2 = now_ms();
+	TRY(vcpu_stat(vm, "pf_taken", &pf2));
+	printf("%s  {\"name\": \"%s\", \"path\": \"%s\", \"gpa\": %llu, \"size\": %llu, \"pages\": %llu, "
+	       "\"faults\": %llu, \"faults_second_pass\": %llu, \"pages_4k\": %llu, \"pages_2m\": %llu, "
+	       "\"pages_1g\": %llu, \"first_touch_ms\": %.1f, \"second_touch_ms\": %.1f}",
+	       *first ? "" : ",\n", name, path, (unsigned long long)gpa, (unsigned long long)size,
+	       (unsigned long long)pages, (unsigned long long)(pf1 - pf0), (unsigned long long)(pf2 - pf1),
+	       (unsigned long long)(s1[1] - s0[1]), (unsigned long long)(s1[2] - s0[2]),
+	       (unsigned long long)(s1[3] - s0[3]), t1 - t0, t2 - t1);
+	fflush(stdout);
+	*first = false;
+	return 0;
+}
+
+/* Our dma-buf slots of the whole ivshmem and pci-testdev BARs (PATH names
+ * the exporter's setting: "dmabuf", or "dmabuf-order0" under
+ * bench_max_order=0, on ivshmem only). */
+static int bench_ours(const char *path, bool testdev_too, bool *first)
+{
+	struct range whole;
+	struct vm vm;
+	int node, buf, r;
+
+	TRY(need(IVSHMEM, &ivshmem));
+	TRY(bind_override(ivshmem.addr, "vfio_dmabuf"));
+	TRY(node = node_of(&ivshmem));
+	whole = (struct range){ 0, ivshmem.size[2] };
+	TRY(buf = exported(export_ours(node, 2, &whole, 1), "VFIO_DMABUF_EXPORT of ivshmem BAR2"));
+	TRY(vm_create(&vm));
+	r = set_dmabuf_slot(&vm, 1, 0, IVSHMEM_GPA, whole.len, buf, 0);
+	CHECK(!r, "the ivshmem slot: %s", errname(r));
+	TRY(bench_touch(&vm, "ivshmem-1G", path, IVSHMEM_GPA, whole.len, true, first));
+	vm_close(&vm);
+	if (!testdev_too)
+		return 0;
+	TRY(need(TESTDEV, &testdev));
+	TRY(bind_override(testdev.addr, "vfio_dmabuf"));
+	TRY(node = node_of(&testdev));
+	whole = (struct range){ 0, testdev.size[2] };
+	TRY(buf = exported(export_ours(node, 2, &whole, 1), "VFIO_DMABUF_EXPORT of pci-testdev BAR2"));
+	TRY(vm_create(&vm));
+	r = set_dmabuf_slot(&vm, 1, 0, TESTDEV_GPA, whole.len, buf, 0);
+	CHECK(!r, "the pci-testdev slot: %s", errname(r));
+	TRY(bench_touch(&vm, "testdev-16G", path, TESTDEV_GPA, whole.len, false, first));
+	vm_close(&vm);
+	return 0;
+}
+
+/* A plain memslot over vfio-pci's mmap of the BAR (no-IOMMU mode): what a
+ * VMM does today. */
+static int bench_user_one(struct pci_fn *f, int kind, const char *name, uint64_t gpa, bool sum,
+			  bool *first)
+{
+	struct vfio_region_info cfg = { .argsz = sizeof(cfg), .index = VFIO_PCI_CONFIG_REGION_INDEX };
+	struct vfio_region_info bar = { .argsz = sizeof(bar), .index = 2 };
+	int container, group, device, r;
+	static char addr[2][32];
+	struct vm vm;
+	void *p;
+
+	TRY(need(kind, f));
+	snprintf(addr[kind == TESTDEV], sizeof(addr[0]), "%s", f->addr);
+	at_end(rebind_ours, addr[kind == TESTDEV]);
+	TRY(write_file("/sys/module/vfio/parameters/enable_unsafe_noiommu_mode", "1"));
+	TRY(bind_override(f->addr, "vfio-pci"));
+	TRY(vfio_open(f->addr, &container, &group, &device));
+	CHECK(ioctl(device, VFIO_DEVICE_GET_REGION_INFO, &cfg) == 0, "config region info: %s",
+	      errname(errno));
+	CHECK(ioctl(device, VFIO_DEVICE_GET_REGION_INFO, &bar) == 0, "BAR2 region info: %s",
+	      errname(errno));
+	TRY(set_decode(device, cfg.offset, true));
+	/* An address aligned to 1 GiB, so that vfio-pci's huge faults can map
+	 * PUDs and KVM can follow them. */
+	p = mmap(NULL, bar.size + GiB, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	CHECK(p != MAP_FAILED, "reserving address space: %s", errname(errno));
+	p = (void *)(((uintptr_t)p + GiB - 1) & ~(uintptr_t)(GiB - 1));
+	p = mmap(p, bar.size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, device, bar.offset);
+	CHECK(p != MAP_FAILED, "mmap of vfio-pci's BAR2: %s", errname(errno));
+	TRY(vm_create(&vm));
+	r = set_region(&vm, 1, 0, gpa, bar.size, (uintptr_t)p, 0, 0);
+	CHECK(!r, "a memslot over vfio-pci's mmap: %s", errname(r));
+	TRY(bench_touch(&vm, name, "user-mmap", gpa, bar.size, sum, first));
+	vm_close(&vm);
+	munmap(p, bar.size);
+	return 0;
+}
+
+static int bench_main(const char *path)
+{
+	bool first = true;
+	int r;
+
+	printf("{\"path\": \"%s\", \"rows\": [\n", path);
+	if (!strcmp(path, "dmabuf"))
+		r = bench_ours(path, true, &first);
+	else if (!strcmp(path, "dmabuf-order0"))
+		r = bench_ours(path, false, &first);
+	else if (!strcmp(path, "user-mmap"))
+		r = bench_user_one(&ivshmem, IVSHMEM, "ivshmem-1G", IVSHMEM_GPA, true, &first) ||
+		    bench_user_one(&testdev, TESTDEV, "testdev-16G", TESTDEV_GPA, false, &first);
+	else
+		return fprintf(stderr, "kvm-vmm: --bench dmabuf|dmabuf-order0|user-mmap\n"), 2;
+	run_cleanups();
+	printf("\n]}\n");
+	if (r || why_len) {
+		fprintf(stderr, "kvm-vmm --bench %s: %s\n", path, why_len ? why : "failed");
+		return 1;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const int all = sizeof(cases) / sizeof(cases[0]);
@@ -2299,6 +2501,19 @@ int main(int argc, char **argv)
 	double t_all = now_ms();
 	char buf[64];
 
+	if (argc == 3 && !strcmp(argv[1], "--bench")) {
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGALRM, &sa, NULL);
+		kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+		if (kvm_fd < 0) {
+			fprintf(stderr, "kvm-vmm: /dev/kvm: %s\n", errname(errno));
+			return 1;
+		}
+		for (int k = 0; k < 3; k++)
+			have[k] = find_fn(k, k == EDU ? &edu : k == IVSHMEM ? &ivshmem : &testdev) == 0;
+		why_len = 0;
+		return bench_main(argv[2]);
+	}
 	for (int i = 1; i < argc; i++) {
 		int c = atoi(argv[i]);
 

@@ -94,3 +94,16 @@ $tool --json peer "$ivshmem" --bar 2 --client "$client" --repeat 101 0:4K \
 $tool --json peer "$ivshmem" --bar 2 --client "$client" --repeat 101 \
 	0x5000:0x1ff000 0x201000:0x3ff000 0x3ffff000:4K >"$VM_OUT/bench-peer-export-3ranges.json"
 rmmod vfio_dmabuf_peer
+
+# KVM's dma-buf memslots (tests/kvm/vmm.c --bench): a nested guest touches
+# one word in every 4 KiB page of the whole ivshmem and pci-testdev BARs,
+# through our dma-buf slots, through a plain memslot over vfio-pci's mmap of
+# the BAR, and (ivshmem only) with the exporter answering order 0.
+echo "bench: KVM slots"
+insmod drivers/vfio_dmabuf/vfio_dmabuf.ko
+build/bin/kvm-vmm --bench dmabuf >"$VM_OUT/bench-kvm-dmabuf.json"
+build/bin/kvm-vmm --bench user-mmap >"$VM_OUT/bench-kvm-user-mmap.json"
+rmmod vfio_dmabuf
+insmod drivers/vfio_dmabuf/vfio_dmabuf.ko bench_max_order=0
+build/bin/kvm-vmm --bench dmabuf-order0 >"$VM_OUT/bench-kvm-dmabuf-order0.json"
+rmmod vfio_dmabuf
