@@ -106,6 +106,14 @@ expect "a read after the revoke raises SIGBUS" '^  peek  0x0: SIGBUS$' "$(printf
 expect "a write after the revoke raises SIGBUS" 'SIGBUS$' "$(printf '%s\n' "$out" | sed -n 6p)"
 expect "the same mapping reads the device after the restore" '^  peek  0x0: 0x010000ed$' \
 	"$(printf '%s\n' "$out" | sed -n 8p)"
+step "walk the multi-range slice by runs (the range form, dma_buf_get_phys_vec), two runs a call"
+out=$($tool walk "$ivshmem" --bar 2 --runs 2 0x5000:4K 0x201000:0x3ff000 0x3ffff000:4K) || fail=1
+echo "$out"
+
+step "KVM: a nested guest reads edu and ivshmem through dma-buf memslots, then REVOKE stops it"
+# tests/kvm/vmm.c: the edu slot (ID register, ~v), the 1 GiB ivshmem slot
+# (the pattern, one 1 GiB mapping), and REVOKE while the guest reads.
+build/bin/kvm-vmm -v edu ivshmem-1g revoke-running | tee "$VM_OUT/kvm-demo.ktap" || fail=1
 rmmod vfio_dmabuf_importer || fail=1
 rmmod vfio_dmabuf || fail=1
 step "verdict"
