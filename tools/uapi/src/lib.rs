@@ -20,6 +20,7 @@
 //!   ([`vfio`]).
 
 mod errno;
+pub mod iommufd;
 pub mod mapping;
 pub mod sysfs;
 pub mod vfio;

@@ -111,7 +111,7 @@ pub struct Error {
 }
 
 impl Error {
-    fn new(what: impl Into<String>, source: io::Error) -> Self {
+    pub(crate) fn new(what: impl Into<String>, source: io::Error) -> Self {
         Self {
             what: what.into(),
             source,

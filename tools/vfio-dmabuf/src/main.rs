@@ -8,6 +8,7 @@
 //! restore. The benchmarks are another program, `vfio-dmabuf-bench`.
 
 mod access;
+mod dma;
 mod list;
 mod state;
 mod walk;
@@ -84,6 +85,10 @@ enum Command {
     /// the buffer, 32-bit aligned), revoke, restore, counters. An access
     /// that raises SIGBUS is reported as such and the steps go on.
     Map(MapArgs),
+    /// Map slices of a BAR into an iommufd IOAS (IOMMU_IOAS_MAP_FILE) and
+    /// have a client edu, bound to vfio-pci behind an IOMMU, DMA from and
+    /// to them, running steps in order.
+    Dma(DmaArgs),
     /// Revoke every export of a BAR.
     ///
     /// Importers drop their mappings, and page frame queries fail with
@@ -177,6 +182,21 @@ struct MapArgs {
     steps: Vec<access::Op>,
 }
 
+#[derive(Args, Debug)]
+struct DmaArgs {
+    #[command(flatten)]
+    target: BarArgs,
+    /// The edu function that DMAs, bound to vfio-pci (PCI address).
+    #[arg(long, value_name = "ADDRESS")]
+    client: String,
+    /// Slices of the BAR, as for `export`; the whole BAR when none is given.
+    #[arg(value_name = "RANGE")]
+    ranges: Vec<RangeArg>,
+    /// A step: read:OFFSET[:LENGTH], write:OFFSET=VALUE, revoke, restore, remap.
+    #[arg(long = "do", value_name = "STEP", required = true)]
+    steps: Vec<dma::Op>,
+}
+
 fn word_offset(text: &str) -> Result<u64, String> {
     let offset = size::parse_size(text)?;
     if offset % 4 != 0 {
@@ -238,6 +258,17 @@ fn run(command: Command, json: bool) -> Result<ExitCode, Error> {
                 args.target.bar,
                 args.offset,
                 args.value,
+                json,
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dma(args) => {
+            dma::run(
+                &args.target.device,
+                args.target.bar,
+                &args.ranges,
+                &args.client,
+                &args.steps,
                 json,
             )?;
             Ok(ExitCode::SUCCESS)
