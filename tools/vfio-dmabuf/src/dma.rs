@@ -10,8 +10,10 @@
 //! its registers are 0x80 source, 0x88 destination, 0x90 count and 0x98
 //! command (bit 0 run, bit 1 edu to memory). A read of the buffer is: a
 //! marker into edu's buffer (from user memory mapped with `IOMMU_IOAS_MAP`),
-//! the buffer's IOVA into edu's buffer, edu's buffer into user memory; so a
-//! transfer the IOMMU faulted leaves the marker.
+//! the buffer's IOVA into edu's buffer, edu's buffer into user memory. A
+//! transfer the IOMMU faults leaves zeros in QEMU's edu (its failed
+//! `pci_dma_read()` fills the buffer with them), and a DMAR fault in the
+//! kernel log; a transfer that never ran leaves the marker.
 
 use std::fmt;
 use std::io::{self, Write};
@@ -117,8 +119,8 @@ enum Step {
     Read {
         offset: u64,
         length: u64,
-        /// Whether edu's buffer changed: false when the IOMMU faulted the
-        /// transfer (the buffer kept the marker).
+        /// Whether edu's buffer changed at all: false when it kept the
+        /// marker. (A read the IOMMU faults leaves zeros in QEMU's edu.)
         moved: bool,
         /// The bytes that reached user memory, as little-endian words.
         words: Vec<u32>,
@@ -143,13 +145,16 @@ impl fmt::Display for Step {
             } => {
                 write!(f, "read  {offset:#x} ({length} bytes): ")?;
                 if !moved {
-                    return write!(
-                        f,
-                        "nothing moved: edu's buffer kept the marker (the IOMMU faulted the DMA)"
-                    );
+                    return write!(f, "nothing moved: edu's buffer kept the marker");
                 }
                 for (i, w) in words.iter().enumerate() {
                     write!(f, "{}{w:#010x}", if i == 0 { "" } else { " " })?;
+                }
+                if words.iter().all(|&w| w == 0) {
+                    write!(
+                        f,
+                        " (all zero: what QEMU's edu stores when its DMA read fails, as when the IOMMU faults it; the kernel logs a DMAR fault then)"
+                    )?;
                 }
                 Ok(())
             }
