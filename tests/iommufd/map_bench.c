@@ -510,7 +510,6 @@ int main(int argc, char **argv)
 	fflush(stdout);
 	for (int d = 0; d < 2; d++)
 		close(dev[d]);
-	printf(",\n");
 
 	/* vfio-pci's dma-bufs of the same BARs, with memory decoding on. */
 	for (int d = 0; d < 2; d++) {
