@@ -2468,6 +2468,89 @@ static int bench_user_one(struct pci_fn *f, int kind, const char *name, uint64_t
 	return 0;
 }
 
+/* The revoker of the benchmark: REVOKE once the guest is reading, timed. */
+struct bench_revoker {
+	volatile uint64_t *count;
+	int node, err;
+	double start_ms, end_ms;
+};
+
+static void *bench_revoker_main(void *arg)
+{
+	struct bench_revoker *rv = arg;
+	double end = now_ms() + 60e3;
+
+	while (*rv->count < 1000 && now_ms() < end)
+		usleep(1000);
+	if (*rv->count < 1000) {
+		rv->err = ETIMEDOUT;
+		return NULL;
+	}
+	rv->start_ms = now_ms();
+	rv->err = -bar_state(rv->node, 2, true);
+	rv->end_ms = now_ms();
+	return NULL;
+}
+
+/*
+ * REVOKE of a live 1 GiB ivshmem slot while the nested guest reads it:
+ * how long the ioctl takes (the zap of the slot included) and how long
+ * after it began KVM_RUN returned with the memory fault, 7 times.
+ */
+static int bench_revoke(void)
+{
+	const int repeat = 7;
+	double ioctl_us[7], exit_us[7];
+	struct range whole;
+	int node, buf, r;
+
+	TRY(need(IVSHMEM, &ivshmem));
+	TRY(bind_override(ivshmem.addr, "vfio_dmabuf"));
+	TRY(node = node_of(&ivshmem));
+	whole = (struct range){ 0, ivshmem.size[2] };
+	TRY(buf = exported(export_ours(node, 2, &whole, 1), "VFIO_DMABUF_EXPORT of ivshmem BAR2"));
+	for (int i = 0; i < repeat; i++) {
+		struct bench_revoker rv = { .node = node };
+		struct run_result res;
+		sigset_t block, old;
+		struct vm vm;
+		pthread_t t;
+		double exited;
+
+		TRY(vm_create(&vm));
+		r = set_dmabuf_slot(&vm, 1, 0, IVSHMEM_GPA, whole.len, buf, 0);
+		CHECK(!r, "the ivshmem slot: %s", errname(r));
+		TRY(warm_up(&vm));
+		*(volatile uint64_t *)(vm.ram + FLAG_GPA) = 0;
+		prog_begin(&vm);
+		prog_add(&vm, OP_SPIN, IVSHMEM_GPA + 0x10, ivshmem_word(0x10));
+		rv.count = &cmds(&vm)[0].result;
+		sigemptyset(&block);
+		sigaddset(&block, SIGALRM);
+		pthread_sigmask(SIG_BLOCK, &block, &old);
+		r = pthread_create(&t, NULL, bench_revoker_main, &rv);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		CHECK(r == 0, "pthread_create: %s", errname(r));
+		vm_run(&vm, 90, &res);
+		exited = now_ms();
+		pthread_join(t, NULL);
+		CHECK(rv.err == 0, "the revoker: %s", errname(rv.err));
+		CHECK(res.kind == R_FAULT, "after REVOKE KVM_RUN ended with %s, not the memory fault", res.desc);
+		ioctl_us[i] = (rv.end_ms - rv.start_ms) * 1e3;
+		exit_us[i] = (exited - rv.start_ms) * 1e3;
+		vm_close(&vm);
+		TRY(bar_state(node, 2, false));
+	}
+	printf("  {\"name\": \"ivshmem-1G\", \"path\": \"revoke-live-slot\", \"revoke_ioctl_us\": [");
+	for (int i = 0; i < repeat; i++)
+		printf("%s%.1f", i ? ", " : "", ioctl_us[i]);
+	printf("], \"run_exit_after_revoke_us\": [");
+	for (int i = 0; i < repeat; i++)
+		printf("%s%.1f", i ? ", " : "", exit_us[i]);
+	printf("]}");
+	return 0;
+}
+
 static int bench_main(const char *path)
 {
 	bool first = true;
@@ -2476,13 +2559,15 @@ static int bench_main(const char *path)
 	printf("{\"path\": \"%s\", \"rows\": [\n", path);
 	if (!strcmp(path, "dmabuf"))
 		r = bench_ours(path, true, &first);
+	else if (!strcmp(path, "revoke"))
+		r = bench_revoke();
 	else if (!strcmp(path, "dmabuf-order0"))
 		r = bench_ours(path, false, &first);
 	else if (!strcmp(path, "user-mmap"))
 		r = bench_user_one(&ivshmem, IVSHMEM, "ivshmem-1G", IVSHMEM_GPA, true, &first) ||
 		    bench_user_one(&testdev, TESTDEV, "testdev-16G", TESTDEV_GPA, false, &first);
 	else
-		return fprintf(stderr, "kvm-vmm: --bench dmabuf|dmabuf-order0|user-mmap\n"), 2;
+		return fprintf(stderr, "kvm-vmm: --bench dmabuf|dmabuf-order0|user-mmap|revoke\n"), 2;
 	run_cleanups();
 	printf("\n]}\n");
 	if (r || why_len) {

@@ -236,6 +236,19 @@ def kvm_section(vm, rows, targets, report):
         rows.append(f"| {r['name']} | {r['path']} | {r['pages']} | {r['faults']} | {r['faults_second_pass']} | "
                     f"{r['pages_4k']}/{r['pages_2m']}/{r['pages_1g']} | {r['first_touch_ms']:.1f} | "
                     f"{r['second_touch_ms']:.1f} |")
+    f = os.path.join(vm, "bench-kvm-revoke.json")
+    if os.path.exists(f):
+        with open(f) as fh:
+            rv = json.load(fh)["rows"][0]
+        report["kvm_revoke"] = rv
+        rows += ["", "REVOKE of a live KVM slot (the 1 GiB ivshmem slot while the nested guest reads it; 7 times): "
+                 "the ioctl, the zap of the slot included, and when KVM_RUN returned with the memory fault, "
+                 "from the start of the ioctl.", "",
+                 "| REVOKE ioctl median us (min) | KVM_RUN exit after REVOKE began, median us (min) |", "|---:|---:|",
+                 f"| {median(rv['revoke_ioctl_us']):.1f} ({min(rv['revoke_ioctl_us']):.1f}) | "
+                 f"{median(rv['run_exit_after_revoke_us']):.1f} ({min(rv['run_exit_after_revoke_us']):.1f}) |"]
+    else:
+        rows += ["", f"KVM: no revoke results ({f} is missing)."]
     by = {(r["name"], r["path"]): r for r in table}
     # The largest block KVM maps on x86 is 1 GiB: a naturally aligned whole
     # BAR needs size / 1 GiB faults (one for a BAR under 1 GiB).

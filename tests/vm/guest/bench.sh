@@ -103,6 +103,7 @@ echo "bench: KVM slots"
 insmod drivers/vfio_dmabuf/vfio_dmabuf.ko
 build/bin/kvm-vmm --bench dmabuf >"$VM_OUT/bench-kvm-dmabuf.json"
 build/bin/kvm-vmm --bench user-mmap >"$VM_OUT/bench-kvm-user-mmap.json"
+build/bin/kvm-vmm --bench revoke >"$VM_OUT/bench-kvm-revoke.json"
 rmmod vfio_dmabuf
 insmod drivers/vfio_dmabuf/vfio_dmabuf.ko bench_max_order=0
 build/bin/kvm-vmm --bench dmabuf-order0 >"$VM_OUT/bench-kvm-dmabuf-order0.json"
