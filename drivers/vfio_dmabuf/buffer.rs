@@ -132,6 +132,8 @@ impl Exporter for Buffer {
         let count = range::for_each_run(&this.segments, pgoff, pages, runs.len(), |i, run| {
             // Inside a BAR that exists: the addresses fit. Checked all the
             // same; a failure leaves the answer short, which is refused.
+            // (`phys_addr_t` is `u64` here, but 32 bits on some configurations.)
+            #[allow(clippy::useless_conversion)]
             let (Some(paddr), Some(len)) = (
                 run.pfn
                     .checked_mul(1 << PAGE_SHIFT)

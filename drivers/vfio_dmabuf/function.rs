@@ -207,8 +207,14 @@ impl Function {
             pfn: 0,
         };
         let mut segments = KVec::from_elem(empty, ranges.len(), GFP_KERNEL)?;
-        let pages = range::layout(ranges, desc.size, desc.pfn, PAGE_SHIFT as u32, &mut segments)
-            .map_err(ExportError::Request)?;
+        let pages = range::layout(
+            ranges,
+            desc.size,
+            desc.pfn,
+            PAGE_SHIFT as u32,
+            &mut segments,
+        )
+        .map_err(ExportError::Request)?;
         let size = usize::try_from(pages << PAGE_SHIFT).map_err(|_| EOVERFLOW)?;
 
         let mut exports = ExportList::lock(&self.exports);

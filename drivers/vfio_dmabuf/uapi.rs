@@ -86,7 +86,9 @@ fn at(arg: UserPtr, offset: usize, len: usize) -> Result<UserSliceReader> {
 
 /// Reads the `argsz` that starts every argument.
 fn argsz(arg: UserPtr) -> Result<usize> {
-    Ok(usize::try_from(at(arg, 0, size_of::<u32>())?.read::<u32>()?)?)
+    Ok(usize::try_from(
+        at(arg, 0, size_of::<u32>())?.read::<u32>()?,
+    )?)
 }
 
 /// Reads this driver's argument `T` and checks its head as the uAPI
@@ -229,7 +231,7 @@ fn device_info(function: &Function, arg: UserPtr) -> Result {
     let info = vfio_device_info {
         argsz: u32::try_from(argsz)?,
         flags: uapi::VFIO_DEVICE_FLAGS_PCI,
-        num_regions: uapi::VFIO_PCI_ROM_REGION_INDEX as u32,
+        num_regions: uapi::VFIO_PCI_ROM_REGION_INDEX,
         num_irqs: 0,
         cap_offset: 0,
         pad: 0,

@@ -294,10 +294,14 @@ impl ImporterFile {
         let by_pages = request.flags & uapi::VFIO_DMABUF_IMP_WALK_PAGES != 0;
         let by_runs = request.flags & uapi::VFIO_DMABUF_IMP_WALK_RUNS != 0;
         let capacity = usize::try_from(request.capacity)?;
-        if by_pages && by_runs
-            || by_runs && !(1..=uapi::VFIO_DMABUF_IMP_MAX_CAPACITY as usize).contains(&capacity)
-            || !by_runs && capacity != 0
-        {
+        // By runs: not also by pages, and a capacity in range; otherwise no
+        // capacity at all.
+        let valid = if by_runs {
+            !by_pages && (1..=uapi::VFIO_DMABUF_IMP_MAX_CAPACITY as usize).contains(&capacity)
+        } else {
+            capacity == 0
+        };
+        if !valid {
             return Err(EINVAL);
         }
 
