@@ -220,10 +220,6 @@ struct Session {
     client: String,
 }
 
-fn vfio_err(e: vfio::Error) -> Error {
-    Error::Vfio(e)
-}
-
 impl Session {
     fn new(exported: Exported, client: &str) -> Result<Self, Error> {
         let size: u64 = exported.ranges.iter().map(|r| r.length).sum();
@@ -238,8 +234,8 @@ impl Session {
                 ),
             ));
         }
-        let iommufd = Iommufd::open().map_err(vfio_err)?;
-        let cdev = VfioCdev::open(client, &iommufd).map_err(vfio_err)?;
+        let iommufd = Iommufd::open()?;
+        let cdev = VfioCdev::open(client, &iommufd)?;
         let region = |index| {
             vfio::region_info(cdev.fd(), index)
                 .map_err(|e| Error::os(cdev.path(), "VFIO_DEVICE_GET_REGION_INFO", e))
@@ -275,12 +271,8 @@ impl Session {
         }
         let mut user =
             UserMemory::new(USER_LEN).map_err(|e| Error::os(Path::new("memory"), "mmap", e))?;
-        iommufd
-            .map_user(user.bytes().as_ptr() as usize, USER_LEN as u64, USER_IOVA)
-            .map_err(vfio_err)?;
-        iommufd
-            .map_file(exported.dmabuf.as_fd(), 0, size, BUFFER_IOVA)
-            .map_err(vfio_err)?;
+        iommufd.map_user(user.bytes().as_ptr() as usize, USER_LEN as u64, USER_IOVA)?;
+        iommufd.map_file(exported.dmabuf.as_fd(), 0, size, BUFFER_IOVA)?;
         Ok(Self {
             exported,
             iommufd,
@@ -388,12 +380,9 @@ impl Session {
                 Step::Restore
             }
             Op::Remap => {
+                self.iommufd.unmap(BUFFER_IOVA, self.size)?;
                 self.iommufd
-                    .unmap(BUFFER_IOVA, self.size)
-                    .map_err(vfio_err)?;
-                self.iommufd
-                    .map_file(self.exported.dmabuf.as_fd(), 0, self.size, BUFFER_IOVA)
-                    .map_err(vfio_err)?;
+                    .map_file(self.exported.dmabuf.as_fd(), 0, self.size, BUFFER_IOVA)?;
                 Step::Remap
             }
         })
